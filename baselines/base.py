@@ -102,6 +102,10 @@ class Detector(nn.Module):
             )
         return images
 
+    def state_summary(self) -> dict[str, list[int]]:
+        """Shapes of the learned buffers (e.g. the memory bank), for result records."""
+        return {k: list(v.shape) for k, v in self.named_buffers() if k != "fitted_" and v.ndim > 0}
+
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write settings and state to one safetensors file, atomically (temp file + rename)."""
