@@ -75,24 +75,54 @@ class Sample:
         return f"{self.split}/{self.path.parent.name}/{self.path.name}"
 
 
+def is_hidden(path: Path) -> bool:
+    """True for dot-files (``.DS_Store``, macOS ``._x.jpg`` forks) that no loader should read."""
+    return path.name.startswith(".")
+
+
 def is_image(path: Path) -> bool:
-    """True for a regular file with a .jpg/.jpeg/.png suffix in any case."""
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    """True for a visible regular file with a .jpg/.jpeg/.png suffix in any case.
+
+    Hidden files are skipped as the official loader's ``glob("*.jpg")`` skips them.
+    """
+    return not is_hidden(path) and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _has_split(folder: Path) -> bool:
+    return any((folder / s).is_dir() for s in SPLITS)
 
 
 def resolve_root(root: str | Path) -> Path:
-    """The folder that holds ``train``/``test``: ``root`` itself or its one wrapping folder."""
+    """The folder that holds ``train``/``test``: ``root`` itself or its one wrapping folder.
+
+    The wrapping folder is the Drive folder's title (:data:`WRAPPER_NAME`) or, failing that, the
+    only subfolder that holds a split; two candidates are ambiguous and raise.
+    """
     root = Path(root).expanduser()
+    if root.is_file():
+        raise LayoutError(
+            f"{root} is a file, not a dataset folder. Extract it first, or import it with "
+            "`cadsd download --source PATH`."
+        )
     if not root.is_dir():
         raise LayoutError(
             f"dataset folder not found: {root}. Pass the folder that holds train/ and test/ "
             "(or run `cadsd download` / `cadsd synth --out DIR` first)."
         )
-    if any((root / s).is_dir() for s in SPLITS):
+    if _has_split(root):
         return root
-    for candidate in (root / WRAPPER_NAME, *sorted(p for p in root.iterdir() if p.is_dir())):
-        if candidate.is_dir() and any((candidate / s).is_dir() for s in SPLITS):
-            return candidate
+    if _has_split(root / WRAPPER_NAME):
+        return root / WRAPPER_NAME
+    candidates = sorted(
+        p for p in root.iterdir() if p.is_dir() and not is_hidden(p) and _has_split(p)
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise LayoutError(
+            f"{root} holds several datasets ({names}); pass the one you mean, e.g. {candidates[0]}"
+        )
     raise LayoutError(
         f"{root} has no train/ or test/ folder (nor one wrapping folder that has them). "
         "Expected train/0_good and test/{0_good,1_scratch,2_paint,3_over-coupling,4_lacking}."
@@ -118,7 +148,8 @@ def index(root: str | Path) -> list[Sample]:
             if not directory.is_dir():
                 continue
             cat = BY_FOLDER[folder]
-            for path in sorted(p for p in directory.iterdir() if is_image(p)):
+            images = (p for p in directory.iterdir() if is_image(p))
+            for path in sorted(images, key=lambda p: p.name):
                 mask = mask_path(base, folder, path) if split == "test" else None
                 samples.append(
                     Sample(
