@@ -1,0 +1,91 @@
+"""Reading, hashing and fully decoding image files in parallel (used by ``cadsd validate``).
+
+A truncated JPEG must fail here, so PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at False
+and checked: when some other library has switched it on, decoding refuses to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cadsd.errors import CadsdError
+
+#: Modes PIL converts to RGB without losing meaning (a warning, not a failure).
+RGB_CONVERTIBLE: frozenset[str] = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file's byte size, sha256 and, when it decodes, its size, mode and format."""
+
+    nbytes: int
+    sha256: str | None = None
+    size: tuple[int, int] | None = None
+    mode: str | None = None
+    format: str | None = None
+    error: str | None = None
+
+
+def inspect_file(path: Path) -> FileInfo:
+    """Read ``path`` once, hash the bytes and decode every pixel (``Image.load``)."""
+    from PIL import Image
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return FileInfo(0, error=f"cannot read: {err}")
+    if not data:
+        return FileInfo(0)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # decodes every pixel; raises on truncated data
+            return FileInfo(len(data), digest, im.size, im.mode, im.format)
+    except Exception as err:  # noqa: BLE001 - any decode failure of user data is a finding
+        return FileInfo(len(data), digest, error=f"{type(err).__name__}: {err}")
+
+
+def inspect_files(paths: Sequence[Path], workers: int | None = None) -> list[FileInfo]:
+    """:func:`inspect_file` over ``paths`` with a thread pool (PIL and hashlib release the GIL)."""
+    from PIL import ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise CadsdError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated images "
+            "would pass unnoticed; run validation in a process that leaves it False."
+        )
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers == 1 or len(paths) < 2:
+        return [inspect_file(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(inspect_file, paths, chunksize=8))
+
+
+def mode_findings(images: Sequence[tuple[str, str]]) -> list[tuple[str, str, str, bool]]:
+    """Findings on image modes: ``(kind, path, message, is_problem)``.
+
+    RGB is fine. A mode in :data:`RGB_CONVERTIBLE` gives one warning per mode (naming an
+    example); any other mode (16-bit, float) is a problem per image.
+    """
+    by_mode: dict[str, list[str]] = defaultdict(list)
+    for path, mode in images:
+        if mode != "RGB":
+            by_mode[mode].append(path)
+    out = []
+    for mode, paths in sorted(by_mode.items()):
+        if mode in RGB_CONVERTIBLE:
+            message = f"{len(paths)} image(s) in mode {mode}, not RGB; loaders convert them to RGB"
+            out.append(("mode", paths[0], message, False))
+        else:
+            for path in paths:
+                out.append(("mode", path, f"mode {mode} cannot become RGB without loss", True))
+    return out
