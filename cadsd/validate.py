@@ -130,9 +130,11 @@ def _expect_targets(key: str) -> list[tuple[str, str]]:
 
 
 def expected_counts(expect: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
-    """The paper's counts with overrides; a bare category name applies to every split holding it."""
+    """The paper's counts with overrides; a bare category name applies to every split holding it
+    and a ``split/category`` key wins over it."""
     out = dict(PAPER_COUNTS)
-    for key, value in (expect or {}).items():
+    # Bare category keys first, so `train/good=400` wins over `good=10` in any order.
+    for key, value in sorted((expect or {}).items(), key=lambda kv: "/" in kv[0]):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CadsdError(f"--expect {key}={value!r}: the count must be a whole number >= 0")
         for target in _expect_targets(key):
