@@ -280,8 +280,9 @@ def validate(
         counts[(split, BY_FOLDER[folder].name)] += 1
         info = infos[path]
         summary.total += 1
-        if info.nbytes == 0:
-            scan.problem("empty_file", path, "zero-byte file")
+        if info.sha256 is None:  # nothing was read: an empty or unreadable file
+            kind = "unreadable" if info.error else "empty_file"
+            scan.problem(kind, path, info.error or "zero-byte file")
             continue
         by_hash[info.sha256].append((split, path))
         if info.error:
@@ -346,8 +347,10 @@ def _check_masks(scan: _Scan, infos: dict) -> None:
         info = infos[mask]
         if image is None:
             scan.problem("orphan_mask", mask, f"mask without an image in test/{folder}/")
-        elif info.nbytes == 0:
-            scan.problem("empty_file", mask, "zero-byte mask")
+        elif info.sha256 is None:
+            scan.problem(
+                "unreadable" if info.error else "empty_file", mask, info.error or "zero-byte mask"
+            )
         elif info.error:
             scan.problem("decode_error", mask, f"mask does not decode fully: {info.error}")
         elif infos[image].size and info.size != infos[image].size:

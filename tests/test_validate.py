@@ -207,3 +207,10 @@ def test_json_report_is_written(root, small_counts, tmp_path, capsys) -> None:
         "message": "zero-byte file",
     } in (data["problems"])
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temp file left
+
+
+def test_unreadable_file_is_a_finding_not_a_crash(tmp_path) -> None:
+    from cadsd.imagecheck import inspect_file
+
+    info = inspect_file(tmp_path)  # a directory: reading it fails
+    assert info.sha256 is None and info.error.startswith("cannot read")
