@@ -88,6 +88,7 @@ def save(dd: datasets.DatasetDict, out: str | Path, *, overwrite: bool = False) 
         raise CadsdError(f"{out} already exists and is not empty; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
     try:
         dd.save_to_disk(str(staging))
         if out.exists():

@@ -108,6 +108,7 @@ def write_json(report: ValidationReport, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(report.to_json() + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -164,6 +165,7 @@ class _Scan:
         self.present: set[tuple[str, str]] = set()  # (split, folder) that exist
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.hidden: list[str] = []  # dot-files, reported once (a macOS zip has hundreds)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.base).as_posix() or "."
@@ -172,13 +174,11 @@ class _Scan:
         self.problems.append(Problem(kind, self.rel(path), message))
 
     def _entries(self, folder: Path) -> list[Path]:
-        """Visible entries, sorted; hidden ones become one warning each."""
+        """Visible entries, sorted; hidden ones are noted in ``self.hidden``."""
         out = []
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
             if is_hidden(entry):
-                self.warnings.append(
-                    Problem("hidden_file", self.rel(entry), "hidden entry, ignored by loaders")
-                )
+                self.hidden.append(self.rel(entry))
             else:
                 out.append(entry)
         return out
@@ -199,6 +199,9 @@ class _Scan:
                 self.warnings.append(
                     Problem("root_file", self.rel(entry), "file at the root, not part of a split")
                 )
+        if self.hidden:
+            message = f"{len(self.hidden)} hidden entries ignored (as loaders do)"
+            self.warnings.append(Problem("hidden_file", self.hidden[0], message))
         for split in SPLITS:
             if not (self.base / split).is_dir():
                 wanted = ", ".join(f"{split}/{f}" for f in SPLIT_FOLDERS[split])
@@ -243,7 +246,7 @@ class _Scan:
                 )
                 continue
             for entry in self._entries(sub):
-                if entry.is_file() and entry.name.lower().endswith(MASK_SUFFIX):
+                if entry.is_file() and entry.name.endswith(MASK_SUFFIX):
                     self.masks.append((entry, sub.name))
                 else:
                     self.problem("stray_file", entry, f"not a mask (<stem>{MASK_SUFFIX} expected)")
