@@ -18,6 +18,9 @@ GROUP_NAMES: tuple[str, ...] = ("normal", "local", "co_occurrence")
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
 MASK_DIR = "ground_truth"
 MASK_SUFFIX = "_mask.png"
+#: Files a dataset root may hold besides the splits: the checksum manifest `cadsd download`
+#: writes (``cadsd.manifest.MANIFEST_NAME``). Validation accepts them silently.
+ROOT_FILES: frozenset[str] = frozenset({"cadsd-manifest.json"})
 #: The Google Drive folder's title; a download may keep it as one wrapping folder.
 WRAPPER_NAME = "Co-occurrence Anomaly Detection Screw Dataset"
 

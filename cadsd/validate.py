@@ -27,6 +27,7 @@ from cadsd.layout import (
     MASK_DIR,
     MASK_SUFFIX,
     PAPER_COUNTS,
+    ROOT_FILES,
     SPLIT_FOLDERS,
     SPLITS,
     is_hidden,
@@ -195,7 +196,7 @@ class _Scan:
                     entry,
                     "unknown folder; CAD-SD holds only train/, test/ and (synthetic) ground_truth/",
                 )
-            else:
+            elif entry.name not in ROOT_FILES:
                 self.warnings.append(
                     Problem("root_file", self.rel(entry), "file at the root, not part of a split")
                 )

@@ -109,6 +109,7 @@ def test_unknown_folders_and_stray_files(root, small_counts, capsys) -> None:
     (root / "train" / "1_scratch").mkdir()
     (root / "test" / "2_paint" / "notes.txt").write_text("hi")
     (root / "README.md").write_text("a dataset")
+    (root / "cadsd-manifest.json").write_text("{}")  # written by `cadsd download`: no finding
     report = validate(root, small_counts)
     found = {(p.kind, p.path) for p in report.problems}
     assert found == {
@@ -214,3 +215,10 @@ def test_unreadable_file_is_a_finding_not_a_crash(tmp_path) -> None:
 
     info = inspect_file(tmp_path)  # a directory: reading it fails
     assert info.sha256 is None and info.error.startswith("cannot read")
+
+
+def test_root_files_include_the_download_manifest() -> None:
+    manifest = pytest.importorskip("cadsd.manifest")
+    from cadsd.layout import ROOT_FILES
+
+    assert manifest.MANIFEST_NAME in ROOT_FILES
