@@ -1,0 +1,189 @@
+"""`bench`: run the benchmark, rebuild a leaderboard, list methods, score images with a model.
+
+Thin: each command parses, then calls one importable function. User errors (``BenchError``,
+``CadsdError``, ``DetectorError``) become one red line and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from leaderboard.errors import BenchError
+
+if TYPE_CHECKING:
+    from leaderboard.bench import BenchResult
+
+console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cadsd-bench")
+def cli() -> None:
+    """CAD-SD benchmark: SA-PatchCore against the baselines, per anomaly type."""
+
+
+@cli.command("run")
+@click.option("--methods", default="all", show_default=True,
+              help="`all` (every implemented method) or a comma-separated list (see `bench list`).")
+@click.option("--dataset", default="auto", show_default=True,
+              help="auto | cadsd | synthetic | PATH (folder or `cadsd build` output) | hf:ORG/NAME. "
+                   "auto = the real CAD-SD when cached, else the synthetic one.")
+@click.option("--backbone", default="auto", show_default=True,
+              help="auto | wide_resnet50_2 | resnet18 | mobilenet_v2. auto = the paper's "
+                   "wide_resnet50_2 when its ImageNet weights are available, else the embedded "
+                   "mobilenet_v2.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet, or a state-dict file for the backbone.")
+@click.option("--seeds", default="0", show_default=True, help="e.g. 0 or 0,1,2 or 0-4.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder [default: runs/<dataset>-<backbone>].")
+@click.option("--force", is_flag=True, help="Recompute cells that already have a result.")
+@click.option("--save-models", is_flag=True, help="Save each cell's fitted model (safetensors).")
+@click.option("--param", "params", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="A method setting (repeatable), e.g. patchcore.coreset_ratio=0.1.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
+def run_cmd(threads: int | None, **kwargs: object) -> int:
+    """Fit and score every (method, seed) cell; write records, leaderboard.md, results.csv, plots."""
+    import torch
+
+    from leaderboard.bench import bench_run
+    from leaderboard.progress import RichReporter
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    def decode_progress(total: int):
+        from rich.progress import Progress
+
+        bar = Progress(console=console, transient=True)
+        bar.start()
+        task = bar.add_task("decoding images", total=total)
+
+        def tick() -> None:
+            bar.advance(task)
+            if bar.tasks[0].finished:
+                bar.stop()
+
+        return tick
+
+    result = bench_run(echo=lambda line: console.print(line, highlight=False),
+                       reporter=lambda: RichReporter(console), decode_progress=decode_progress,
+                       **kwargs)
+    _summary(result)
+    return 1 if result.failed else 0
+
+
+def _pct(entry: dict | None) -> str:
+    return "n/a" if entry is None else f"{100 * entry['auroc']:.1f}"
+
+
+def _summary(result: BenchResult) -> None:
+    table = Table(title="image AUROC (%)", title_justify="left")
+    for col in ("cell", "all", "local (avg)", "co-occurrence (avg)", "ms/image"):
+        table.add_column(col)
+    for r in result.records:
+        if r["status"] != "ok":
+            table.add_row(r["cell"]["id"], "[red]failed[/]", "", "", "")
+            continue
+        auroc = r["metrics"]["image_auroc"]
+        avg = auroc.get("average", {})
+        table.add_row(r["cell"]["id"], _pct(auroc["all"]), _pct(avg.get("local")),
+                      _pct(avg.get("co_occurrence")), f"{r['timing']['latency_ms']['mean']:.1f}")
+    console.print(table)
+    console.print(f"Leaderboard: [bold]{result.files['leaderboard']}[/] "
+                  f"(also {result.files['csv'].name}, plots/) in {result.wall_s:.0f} s")
+    if result.failed:
+        console.print(f"[red]{len(result.failed)} cell(s) failed[/]; errors are in the records "
+                      "and the leaderboard. Rerun to retry them.")
+
+
+@cli.command("leaderboard")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--no-plots", is_flag=True, help="Only the tables.")
+def leaderboard_cmd(run_dir: Path, no_plots: bool) -> None:
+    """Rebuild leaderboard.md, results.csv and the plots of RUN_DIR from its records."""
+    from leaderboard.report import write_outputs
+
+    if not run_dir.is_dir():
+        raise BenchError(f"run folder not found: {run_dir} (written by `bench run --out DIR`)")
+    files = write_outputs(run_dir, plots=not no_plots)
+    console.print(f"Leaderboard: [bold]{files['leaderboard']}[/]")
+
+
+@cli.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also list hidden test methods.")
+def list_cmd(show_all: bool) -> None:
+    """The registered methods, their one-line descriptions and papers."""
+    from leaderboard.registry import METHODS, load_class
+
+    table = Table()
+    for col in ("method", "status", "description", "paper"):
+        table.add_column(col)
+    for name, entry in METHODS.items():
+        if entry.hidden and not show_all:
+            continue
+        desc, paper, status = entry.description, entry.paper, "[yellow]not yet implemented[/]"
+        if entry.implemented:
+            try:
+                klass = load_class(name)
+                desc, paper = klass.description or desc, klass.paper or paper
+                status = "[green]ready[/]"
+            except Exception as err:  # noqa: BLE001 - show a broken registration, go on
+                status = f"[red]import error: {type(err).__name__}: {err}[/]"
+        table.add_row(name, status, desc, paper)
+    Console().print(table)
+
+
+@cli.command("predict")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="A model saved by `bench run --save-models` (or Detector.save).")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def predict_cmd(model_path: Path, images: tuple[Path, ...], device: str, as_json: bool) -> None:
+    """Score IMAGES (higher = more anomalous) with a saved model."""
+    from leaderboard.predict import score_images
+
+    rows = score_images(model_path, list(images), device=device)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    table = Table()
+    table.add_column("image")
+    table.add_column("score", justify="right")
+    for row in rows:
+        table.add_row(row["image"], f"{row['score']:.4f}")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors -> one red line and exit 1."""
+    from baselines.errors import DetectorError
+    from cadsd.errors import CadsdError
+
+    try:
+        rc = cli.main(args=argv, prog_name="bench", standalone_mode=False)
+    except (BenchError, CadsdError, DetectorError) as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console.print("[red]interrupted[/]: finished cells are saved; rerun the same command "
+                      "to resume")
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

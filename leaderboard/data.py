@@ -1,0 +1,272 @@
+"""Which dataset a run uses, and its images decoded once into tensors.
+
+``--dataset`` is ``auto`` (the real CAD-SD when it is in the cache, else the synthetic one),
+``cadsd`` (the real one), ``synthetic`` (generated once, cached), a folder (official layout or
+saved by ``cadsd build``) or ``hf:ORG/NAME``. Every source goes through :func:`cadsd.hf.load`, so
+the fingerprint is the dataset toolkit's and rows come in its sorted order.
+
+Images are decoded with :func:`baselines.preprocess.image_to_tensor` (resize 256, crop 224) once
+per run and kept as ``uint8`` (exact: the decoder produces ``uint8 / 255``); decoding is timed
+apart from fitting and scoring.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cadsd.errors import LayoutError
+
+#: kind of a dataset: the real CAD-SD (paper numbers comparable), the synthetic stand-in, other
+KINDS = ("cadsd", "synthetic", "custom")
+SYNTHETIC_SETTINGS = {"seed": 0, "counts": "paper", "size": 256}
+
+
+@dataclass
+class Split:
+    """One split decoded: ``images`` uint8 ``(N, 3, H, W)``; masks bool ``(N, H, W)`` or None."""
+
+    images: torch.Tensor
+    file_names: list[str]
+    categories: list[str]
+    groups: list[str]
+    labels: np.ndarray  # 0 normal, 1 anomaly
+    masks: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.file_names)
+
+    def batch(self, start: int, stop: int) -> torch.Tensor:
+        """Images ``start:stop`` as float in [0, 1] (what detectors take)."""
+        return self.images[start:stop].float().div_(255.0)
+
+    def batches(self, size: int) -> Iterator[torch.Tensor]:
+        """All images in order, ``size`` at a time."""
+        for start in range(0, len(self), size):
+            yield self.batch(start, start + size)
+
+
+@dataclass
+class BenchData:
+    """A resolved, decoded dataset and what the records say about it."""
+
+    name: str
+    kind: str
+    source: str
+    fingerprint: str
+    train: Split
+    test: Split
+    decode_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.kind == "synthetic"
+
+    def counts(self) -> dict[str, int]:
+        """Images per ``"split/category"``."""
+        out: dict[str, int] = {}
+        for split, data in (("train", self.train), ("test", self.test)):
+            for cat in data.categories:
+                out[f"{split}/{cat}"] = out.get(f"{split}/{cat}", 0) + 1
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """The ``dataset`` block of a result record."""
+        n = len(self.train) + len(self.test)
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "synthetic": self.synthetic,
+            "real_cadsd": self.kind == "cadsd",
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "counts": self.counts(),
+            "has_masks": self.test.masks is not None,
+            "decode_s": round(self.decode_s, 4),
+            "decode_ms_per_image": round(1000 * self.decode_s / max(n, 1), 3),
+        }
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What ``--dataset`` pointed at: a name for the run folder, its kind, a loadable source."""
+
+    name: str
+    kind: str
+    source: str
+
+
+def _real_ok(root: Path) -> bool:
+    """True when ``root`` holds a CAD-SD folder with train images and both test classes."""
+    from cadsd.layout import index
+
+    try:
+        samples = index(root)
+    except LayoutError:
+        return False
+    labels = {(s.split, s.label) for s in samples}
+    return {("train", "normal"), ("test", "normal"), ("test", "anomaly")} <= labels
+
+
+def _synthetic(echo: Callable[[str], None], why: str) -> Resolved:
+    from cadsd.synth.generate import ensure_synthetic
+
+    path = ensure_synthetic(**SYNTHETIC_SETTINGS)
+    echo(
+        f"Dataset: SYNTHETIC CAD-SD (paper counts, seed 0) at {path}. {why}"
+    )
+    return Resolved("synthetic", "synthetic", str(path))
+
+
+def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
+    """Turn ``--dataset`` into a :class:`Resolved`; prints one line for ``auto``/``synthetic``."""
+    from cadsd.cache import cache_root, real_dataset_dir
+
+    real = real_dataset_dir()
+    get_real = "get the real CAD-SD with `cadsd download` (or `cadsd download --source PATH`)"
+    if spec == "auto":
+        if _real_ok(real):
+            echo(f"Dataset: the real CAD-SD at {real} (for the synthetic one: --dataset synthetic)")
+            return Resolved("cadsd", "cadsd", str(real))
+        return _synthetic(echo, f"The real CAD-SD is not in {real}; {get_real}, then rerun.")
+    if spec == "synthetic":
+        return _synthetic(echo, f"For the real one: {get_real}, then --dataset cadsd.")
+    if spec == "cadsd":
+        if not _real_ok(real):
+            raise LayoutError(f"the real CAD-SD is not in {real}; {get_real}")
+        return Resolved("cadsd", "cadsd", str(real))
+    if spec.startswith("hf:"):
+        repo = spec[3:].split("@")[0]
+        return Resolved(repo.replace("/", "__") or "hf", "custom", spec)
+    path = Path(spec).expanduser().absolute()
+    if not path.exists():
+        raise LayoutError(
+            f"dataset not found: {path}. Pass a dataset folder (train/, test/), a folder saved by "
+            "`cadsd build`, hf:ORG/NAME, `synthetic` or `cadsd`."
+        )
+    resolved = path.resolve()
+    if real.exists() and resolved == real.resolve():
+        kind = "cadsd"
+    elif resolved.is_relative_to((cache_root() / "synthetic").resolve()):
+        kind = "synthetic"
+    else:
+        kind = "custom"
+    return Resolved(path.name, kind, str(path))
+
+
+def _rows(dd: Any, split: str) -> list[dict[str, Any]]:
+    """Rows of one split with raw image bytes and class names (not ClassLabel ints)."""
+    import datasets
+
+    ds = dd[split]
+    names = {c: ds.features[c] for c in ("label", "category", "group")}
+    cols = ["image", "file_name", *names]
+    if "mask" in ds.column_names:
+        cols.append("mask")
+        ds = ds.cast_column("mask", datasets.Image(decode=False))
+    ds = ds.select_columns(cols).cast_column("image", datasets.Image(decode=False))
+    rows = []
+    for row in ds:
+        for col, feat in names.items():
+            row[col] = feat.int2str(row[col]) if isinstance(row[col], int) else row[col]
+        rows.append(row)
+    return rows
+
+
+def _payload(cell: dict[str, Any] | None) -> bytes | str | None:
+    if cell is None:
+        return None
+    return cell["bytes"] if cell.get("bytes") is not None else cell.get("path")
+
+
+def check_usable(train: list[dict[str, Any]], test: list[dict[str, Any]], source: str) -> None:
+    """Refuse data no AUROC can be computed on, before any work (and before any file is written)."""
+    fix = f"check it with `cadsd validate {source}`"
+    if not train:
+        raise LayoutError(f"{source}: the train split has no images; {fix}")
+    bad = [r["file_name"] for r in train if r["label"] != "normal"]
+    if bad:
+        raise LayoutError(
+            f"{source}: the train split holds {len(bad)} anomalous images (e.g. {bad[0]}); "
+            f"detectors train on normal images only; {fix}"
+        )
+    for label, what in (("normal", "normal"), ("anomaly", "anomalous")):
+        if not any(r["label"] == label for r in test):
+            raise LayoutError(
+                f"{source}: the test split has no {what} images, so AUROC is undefined "
+                f"(it needs both normal and anomalous test images); {fix}"
+            )
+
+
+def _decode(rows: list[dict[str, Any]], tick: Callable[[], None]) -> tuple[Split, float]:
+    from baselines.preprocess import image_to_tensor, mask_to_tensor
+
+    images, masks = [], []
+    spent = 0.0
+    has_masks = any(r.get("mask") is not None for r in rows)
+    for row in rows:
+        start = time.perf_counter()
+        x = image_to_tensor(_payload(row["image"]))  # (3, 224, 224) float = uint8 / 255
+        spent += time.perf_counter() - start
+        images.append(x.mul_(255.0).round_().to(torch.uint8))
+        if has_masks:
+            mask = _payload(row.get("mask"))
+            masks.append(
+                mask_to_tensor(mask) if mask is not None else torch.zeros(x.shape[-2:], dtype=bool)
+            )
+        tick()
+    shape = (0, 3, 224, 224)
+    split = Split(
+        images=torch.stack(images) if images else torch.zeros(shape, dtype=torch.uint8),
+        file_names=[r["file_name"] for r in rows],
+        categories=[r["category"] for r in rows],
+        groups=[r["group"] for r in rows],
+        labels=np.array([int(r["label"] != "normal") for r in rows], dtype=np.int64),
+        masks=torch.stack(masks) if has_masks else None,
+    )
+    return split, spent
+
+
+def load(
+    resolved: Resolved,
+    start: Callable[[int], None] = lambda total: None,
+    tick: Callable[[], None] = lambda: None,
+) -> BenchData:
+    """Load, check and decode a resolved dataset; ``start(total)`` then ``tick()`` per image.
+
+    Masks are kept only when every anomalous test image has one (pixel AUROC would otherwise
+    count a missing mask as "no defect").
+    """
+    import cadsd.hf
+
+    dd = cadsd.hf.load(resolved.source)
+    train, test = _rows(dd, "train"), _rows(dd, "test")
+    check_usable(train, test, resolved.source)
+    fingerprint = cadsd.hf.fingerprint(dd)
+    notes = []
+    unmasked = [r for r in test if r["label"] != "normal" and r.get("mask") is None]
+    if unmasked and len(unmasked) < sum(r["label"] != "normal" for r in test):
+        notes.append(f"{len(unmasked)} anomalous test images have no mask: no pixel AUROC")
+    if unmasked:
+        for row in test:
+            row.pop("mask", None)
+    start(len(train) + len(test))
+    train_split, t_train = _decode(train, tick)
+    test_split, t_test = _decode(test, tick)
+    return BenchData(
+        name=resolved.name,
+        kind=resolved.kind,
+        source=resolved.source,
+        fingerprint=fingerprint,
+        train=train_split,
+        test=test_split,
+        decode_s=t_train + t_test,
+        notes=notes,
+    )

@@ -1,0 +1,121 @@
+"""Figures of a run (matplotlib, Agg, PNG): ROC curves per anomaly type, anomaly-map gallery.
+
+Both read only the run folder: ROC curves from the records' per-image scores, the gallery from
+the maps each cell stored beside its record (``maps/<cell>.npz``: a few test images per
+category, their inputs and float16 maps).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leaderboard.records import atomic_write_bytes
+from leaderboard.tables import TYPE_LABELS, _types, by_method
+
+PLOTS_DIR = "plots"
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def roc_figure(records: Sequence[dict[str, Any]]) -> Any:
+    """One panel per anomaly type (plus all), one curve per method (its first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    groups = by_method(records)
+    panels = ["all", *_types(records)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for method, recs in groups.items():
+            rows = recs[0]["scores"]
+            sel = [s for s in rows if s["label"] == 0 or panel in ("all", s["category"])]
+            y = np.array([s["label"] for s in sel])
+            sc = np.array([s["score"] for s in sel])
+            fpr, tpr, _ = roc_curve(y, sc)
+            ax.plot(fpr, tpr, lw=1.5, label=f"{method} ({100 * roc_auc_score(y, sc):.1f})")
+        ax.plot([0, 1], [0, 1], ls=":", c="grey", lw=1)
+        ax.set_title("all anomalies" if panel == "all" else f"normal vs {TYPE_LABELS.get(panel, panel)}")
+        ax.set_xlabel("false positive rate")
+        ax.set_aspect("equal")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("true positive rate")
+    kind = records[0]["dataset"]["kind"]
+    fig.suptitle(f"ROC curves, image level ({records[0]['dataset']['name']}, {kind}; "
+                 "legend: AUROC %)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gallery_figure(run_dir: Path, records: Sequence[dict[str, Any]]) -> Any | None:
+    """Inputs on top, then one row of anomaly maps per method, one colour scale per method."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    groups = by_method(records)
+    stored = {}
+    for method, recs in groups.items():
+        path = Path(run_dir) / (recs[0].get("artifacts") or {}).get("maps", "")
+        if path.is_file():
+            with np.load(path) as z:
+                stored[method] = {k: z[k] for k in z.files}
+    if not stored:
+        return None
+    first = next(iter(stored.values()))
+    n = len(first["file_names"])
+    fig, axes = plt.subplots(1 + len(stored), n, figsize=(1.5 * n + 1.0, 1.6 * (1 + len(stored))),
+                             squeeze=False)
+    for j in range(n):
+        ax = axes[0][j]
+        ax.imshow(first["images"][j].transpose(1, 2, 0))
+        if first["masks"].size:
+            ax.contour(first["masks"][j], levels=[0.5], colors="lime", linewidths=0.6)
+        ax.set_title(TYPE_LABELS.get(str(first["categories"][j]), str(first["categories"][j])),
+                     fontsize=7)
+    axes[0][0].set_ylabel("input", fontsize=8)
+    for i, (method, z) in enumerate(stored.items(), start=1):
+        maps = z["maps"].astype(np.float32)
+        vmin, vmax = float(maps.min()), float(maps.max())  # one scale for the whole row
+        for j in range(n):
+            ax = axes[i][j]
+            ax.imshow(z["images"][j].transpose(1, 2, 0))
+            im = ax.imshow(maps[j], cmap="jet", alpha=0.5, vmin=vmin, vmax=vmax)
+        axes[i][0].set_ylabel(method, fontsize=8)
+        fig.colorbar(im, ax=list(axes[i]), fraction=0.01, pad=0.01)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Anomaly maps (first test images of each type; one colour scale per method row)",
+                 fontsize=10)
+    return fig
+
+
+def write_plots(run_dir: Path, records: Sequence[dict[str, Any]]) -> list[str]:
+    """Write ``plots/roc.png`` and ``plots/gallery.png``; returns their paths relative to the run."""
+    import matplotlib.pyplot as plt
+
+    if not by_method(records):
+        return []
+    out = []
+    for name, make in (("roc.png", lambda: roc_figure(records)),
+                       ("gallery.png", lambda: gallery_figure(run_dir, records))):
+        fig = make()
+        if fig is None:
+            continue
+        atomic_write_bytes(Path(run_dir) / PLOTS_DIR / name, _figure_bytes(fig))
+        plt.close(fig)
+        out.append(f"{PLOTS_DIR}/{name}")
+    return out

@@ -1,0 +1,23 @@
+"""`bench predict`: score image files with a model saved by `bench run --save-models`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def score_images(model_path: Path, images: list[Path], device: str = "cpu") -> list[dict[str, Any]]:
+    """Load the model, preprocess each image as the benchmark does (resize 256, crop 224) and
+    return ``[{"image", "score"}]`` in input order. Unreadable images raise ``InputError``."""
+    from baselines.base import Detector
+    from baselines.preprocess import image_to_tensor
+
+    model = Detector.load(model_path, device=device)
+    rows = []
+    with torch.no_grad():
+        for path in images:
+            x = image_to_tensor(path).unsqueeze(0)
+            rows.append({"image": str(path), "score": float(model.predict(x).scores[0])})
+    return rows

@@ -1,0 +1,90 @@
+"""Result records: one schema-versioned JSON file per (dataset, method, seed) cell.
+
+A record is written only when its cell is complete (fitted, scored, measured, or failed with its
+error), through a temp file and ``os.replace``: an interrupted run leaves finished records and
+nothing half-written, so a rerun resumes where it stopped. Tables and plots read only these files
+(and the per-cell anomaly-map samples written beside them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from leaderboard.errors import BenchError
+
+SCHEMA = "cadsd-bench/result"
+SCHEMA_VERSION = 1
+RECORDS_DIR = "records"
+MAPS_DIR = "maps"
+MODELS_DIR = "models"
+
+
+def cell_id(dataset: str, method: str, seed: int) -> str:
+    """File-name-safe id of a cell, e.g. ``synthetic__patchcore__seed0``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset)
+    return f"{safe}__{method}__seed{seed}"
+
+
+def record_path(run_dir: Path, cid: str) -> Path:
+    """Where the record of cell ``cid`` lives."""
+    return Path(run_dir) / RECORDS_DIR / f"{cid}.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """UTF-8 text, atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Stamp the schema and write ``record`` atomically; NaN/inf are refused (not valid JSON)."""
+    record = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **record}
+    text = json.dumps(record, indent=1, allow_nan=False, sort_keys=False) + "\n"
+    return atomic_write_text(record_path(run_dir, record["cell"]["id"]), text)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Load one record; a foreign or newer-schema file raises :class:`BenchError`."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise BenchError(f"cannot read result record {path}: {err}") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise BenchError(f"{path} is not a cadsd-bench result record")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise BenchError(
+            f"{path} has schema version {record.get('schema_version')}, this cadsd-bench reads "
+            f"version {SCHEMA_VERSION}; rerun the cell with `bench run --force`"
+        )
+    return record
+
+
+def load_records(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of a run folder, sorted by (dataset, method order of the run, seed)."""
+    folder = Path(run_dir) / RECORDS_DIR
+    if not folder.is_dir():
+        raise BenchError(
+            f"{run_dir} has no {RECORDS_DIR}/ folder: it is not a `bench run` output folder"
+        )
+    records = [read_record(p) for p in sorted(folder.glob("*.json"))]
+    return sorted(records, key=lambda r: (r["dataset"]["name"], r["cell"]["order"],
+                                          r["method"]["name"], r["seed"]))

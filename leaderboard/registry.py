@@ -1,0 +1,105 @@
+"""Method registry: name -> "module:Class", imported only when a method is used.
+
+Adding a method is one file (a :class:`baselines.base.Detector` subclass) plus one line here; the
+contract tests (``tests/test_contract.py``) then cover it with no other change. Methods the paper
+compares against but this project does not implement yet are listed with ``target=None`` so
+``bench list`` can say so; they are never part of ``all``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from leaderboard.errors import BenchError
+
+if TYPE_CHECKING:
+    from baselines.base import Detector
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method. ``hidden`` methods (harness tests) are left out of ``all``."""
+
+    name: str
+    target: str | None  # "module:Class"; None = planned, not implemented yet
+    description: str = ""
+    paper: str = ""
+    hidden: bool = False
+
+    @property
+    def implemented(self) -> bool:
+        return self.target is not None
+
+
+METHODS: dict[str, MethodEntry] = {
+    e.name: e
+    for e in (
+        MethodEntry(
+            "dummy",
+            "leaderboard.dummy:PixelStats",
+            "per-pixel z-score against the training images (harness tests only)",
+            hidden=True,
+        ),
+        MethodEntry(
+            "patchsvdd",
+            None,
+            "patch-level SVDD with self-supervised training",
+            "Yi & Yoon, ACCV 2020",
+        ),
+        MethodEntry(
+            "cs_flow",
+            None,
+            "cross-scale normalizing flow",
+            "Rudolph et al., WACV 2022",
+        ),
+    )
+}
+
+
+def _registry(registry: Mapping[str, MethodEntry] | None) -> Mapping[str, MethodEntry]:
+    return METHODS if registry is None else registry
+
+
+def runnable(registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
+    """The names ``all`` stands for: implemented, not hidden, in registry order."""
+    return [n for n, e in _registry(registry).items() if e.implemented and not e.hidden]
+
+
+def select(spec: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
+    """Parse ``--methods``: ``all`` or a comma-separated list of names (order kept, no repeats)."""
+    reg = _registry(registry)
+    if spec.strip() == "all":
+        names = runnable(reg)
+        if not names:
+            raise BenchError("no method is registered yet; see `bench list`")
+        return names
+    names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+    if not names:
+        raise BenchError("--methods is empty; pass `all` or names from `bench list`")
+    for name in names:
+        if name not in reg:
+            known = ", ".join(runnable(reg))
+            raise BenchError(f"unknown method {name!r}; known methods: {known} (or `all`)")
+        if not reg[name].implemented:
+            raise BenchError(
+                f"method {name!r} ({reg[name].paper}) is not implemented yet; "
+                f"implemented: {', '.join(runnable(reg))}"
+            )
+    return names
+
+
+def load_class(name: str, registry: Mapping[str, MethodEntry] | None = None) -> type[Detector]:
+    """Import and return the Detector class registered as ``name``."""
+    from baselines.base import Detector
+
+    reg = _registry(registry)
+    if name not in reg or not reg[name].implemented:
+        raise BenchError(f"method {name!r} is not registered or not implemented; see `bench list`")
+    module_name, _, attr = reg[name].target.partition(":")  # type: ignore[union-attr]
+    klass = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(klass, type) and issubclass(klass, Detector)):
+        raise BenchError(f"{reg[name].target} is not a baselines.base.Detector subclass")
+    return klass

@@ -1,0 +1,343 @@
+"""The leaderboard (markdown, laid out like the paper's Tables 2-4) and ``results.csv``.
+
+Pure functions of the result records: every number printed here is read from a record (or is
+the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from cadsd.layout import CATEGORY_NAMES, GROUP_NAMES
+from leaderboard import paper
+from leaderboard.metrics import aggregate
+
+#: other processes' CPU use (cores) above which a cell's timing is flagged as taken under load
+LOADED_CORES = 0.25
+TYPE_LABELS = {"scratch": "Scratch", "paint": "Paint", "over_coupling": "Over-coupling",
+               "lacking": "Lacking"}
+GROUP_LABELS = {"local": "local", "co_occurrence": "co-occurrence"}
+
+
+def get(record: dict[str, Any], *path: str) -> Any:
+    """``record[path[0]][path[1]]...`` or None when any step is missing."""
+    node: Any = record
+    for key in path:
+        if not isinstance(node, dict) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node
+
+
+def by_method(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Successful records grouped by method, in record order (one list per method)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] == "ok":
+            out.setdefault(r["method"]["name"], []).append(r)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def auroc_cell(records: list[dict[str, Any]], *path: str) -> str:
+    """One seed: ``97.6 [95.1, 99.0]`` (95% CI); several: ``97.6 ± 0.4`` (std over seeds)."""
+    entries = [get(r, "metrics", "image_auroc", *path) for r in records]
+    if len(records) == 1:
+        e = entries[0]
+        if e is None:
+            return "n/a"
+        return f"{_pct(e['auroc'])} [{_pct(e['ci'][0])}, {_pct(e['ci'][1])}]"
+    agg = aggregate([None if e is None else e["auroc"] for e in entries])
+    if agg["mean"] is None:
+        return "n/a"
+    return f"{_pct(agg['mean'])} ± {_pct(agg['std'])}"
+
+
+def _paper(value: float | None) -> str:
+    return "" if value is None else f" · paper {value:.1f}"
+
+
+def _distinct(records: Sequence[dict[str, Any]], *path: str) -> str:
+    vals = list(dict.fromkeys(str(get(r, *path)) for r in records))
+    return ", ".join(vals) if vals else "n/a"
+
+
+def _is_real(records: Sequence[dict[str, Any]]) -> bool:
+    return bool(records) and all(get(r, "dataset", "kind") == "cadsd" for r in records)
+
+
+def _types(records: Sequence[dict[str, Any]]) -> list[str]:
+    seen = {c for r in records for c in (get(r, "metrics", "image_auroc", "category") or {})}
+    rank = {c: i for i, c in enumerate(CATEGORY_NAMES)}
+    return sorted(seen, key=lambda c: (rank.get(c, len(rank)), c))
+
+
+def _group_of(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    return {s["category"]: s["group"] for r in records for s in r.get("scores", [])}
+
+
+def header(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Title, the real-or-synthetic banner and the facts table."""
+    d = records[0]["dataset"]
+    kind = d["kind"]
+    lines = ["# CAD-SD leaderboard", ""]
+    if kind == "cadsd":
+        lines.append(f"> **Dataset: the real CAD-SD.** The paper's numbers ({paper.CITATION}) "
+                     "are shown beside ours as `· paper`.")
+    elif kind == "synthetic":
+        lines.append("> **Dataset: SYNTHETIC CAD-SD** (procedural stand-in from `cadsd synth`), "
+                     "NOT the paper's data. The paper's numbers are not comparable and are not "
+                     "shown. Get the real CAD-SD with `cadsd download`, then "
+                     "`bench run --dataset cadsd`.")
+    else:
+        lines.append(f"> **Dataset: {d['name']}** ({d['source']}), not the real CAD-SD from "
+                     "`cadsd download`: the paper's numbers are not shown.")
+    counts = d.get("counts", {})
+    test = ", ".join(f"{c} {n}" for c, n in
+                     ((k.split("/")[1], v) for k, v in counts.items() if k.startswith("test/")))
+    train = sum(v for k, v in counts.items() if k.startswith("train/"))
+    env = records[0]["environment"]
+    loads = [get(r, "memory", "other_cpu_cores") for r in records]
+    loads = [x for x in loads if x is not None]
+    mask_note = ", with masks" if d.get("has_masks") else ""
+    sha = _distinct(records, "backbone", "weights_sha256")
+    written = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    last = max(get(r, "environment", "finished_at") or "" for r in records)
+    device = (f"{_distinct(records, 'environment', 'device')} "
+              f"({_distinct(records, 'environment', 'device_name')}), "
+              f"{_distinct(records, 'environment', 'threads')} threads, "
+              f"{env.get('cpu_count')} CPUs")
+    load = (f"other processes used up to {max(loads):.2f} cores during the cells"
+            if loads else "n/a")
+    facts = [
+        ("Dataset", f"{d['name']} ({kind}{mask_note}) from `{d['source']}`"),
+        ("Fingerprint", ", ".join(f"`{f}`" for f in
+                                  dict.fromkeys(r["dataset"]["fingerprint"] for r in records))),
+        ("Images", f"train {train}; test {test}"),
+        ("Backbone", (f"{_distinct(records, 'backbone', 'name')}, weights "
+                     f"{_distinct(records, 'backbone', 'weights')} (sha256 `{sha}`)")),
+        ("Device", device),
+        ("Machine load", load),
+        ("Libraries", ", ".join(f"{k} {v}" for k, v in env["versions"].items())),
+        ("Code", f"git {_distinct(records, 'environment', 'git_sha')}"),
+        ("Seeds", ", ".join(str(s) for s in sorted({r["seed"] for r in records}))),
+        ("Date", f"{last} (table written {written})"),
+        ("Timing protocol", _distinct(records, "timing", "protocol")),
+    ]
+    lines += ["", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]
+    return lines
+
+
+def table2(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
+    """Overall image AUROC (the paper's Table 2)."""
+    lines = ["## Table 2: image AUROC (%), all test images", "",
+             "| Method | AUROC [95% CI] |" + (" paper |" if real else ""),
+             "|---|---|" + ("---|" if real else "")]
+    for method, recs in groups.items():
+        pub = (paper.published(method) or {}).get("all") if real else None
+        extra = f" {pub:.1f} |" if real and pub is not None else (" |" if real else "")
+        lines.append(f"| {method} | {auroc_cell(recs, 'all')} |{extra}")
+    return [*lines, ""]
+
+
+def table3(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
+    """Per anomaly type, the groups' Average rows (the paper's Table 3), and pooled groups."""
+    all_recs = [r for recs in groups.values() for r in recs]
+    group_of = _group_of(all_recs)
+    methods = list(groups)
+    lines = ["## Table 3: image AUROC (%) per anomaly type (normal vs that type)", "",
+             "| Anomaly type | " + " | ".join(methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    ordered = [g for g in GROUP_NAMES if g != "normal"]
+    ordered += sorted({group_of[c] for c in _types(all_recs)} - set(ordered))
+    for g in ordered:
+        types = [c for c in _types(all_recs) if group_of.get(c) == g]
+        for c in types:
+            cells = [auroc_cell(recs, "category", c) + _paper(
+                (paper.published(m) or {}).get(c) if real else None)
+                for m, recs in groups.items()]
+            lines.append(f"| {TYPE_LABELS.get(c, c)} | " + " | ".join(cells) + " |")
+        if types:
+            cells = [auroc_cell(recs, "average", g) + _paper(
+                paper.published_average(m, g) if real else None) for m, recs in groups.items()]
+            lines.append(f"| **Average ({GROUP_LABELS.get(g, g)})** | " + " | ".join(cells)
+                         + " |")
+    for g in ordered:
+        cells = [auroc_cell(recs, "group", g) for recs in groups.values()]
+        lines.append(f"| {GROUP_LABELS.get(g, g).capitalize()}, pooled | " + " | ".join(cells)
+                     + " |")
+    return [*lines, ""]
+
+
+def _pixel_cell(records: list[dict[str, Any]], *path: str) -> str:
+    agg = aggregate([get(r, "metrics", "pixel_auroc", *path) for r in records])
+    if agg["mean"] is None:
+        return "n/a"
+    return _pct(agg["mean"]) + (f" ± {_pct(agg['std'])}" if agg["n"] > 1 else "")
+
+
+def _mean(records: list[dict[str, Any]], *path: str) -> float:
+    return float(np.mean([get(r, *path) for r in records]))
+
+
+def pixel_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Pixel AUROC (%) where the data has masks (synthetic sets)."""
+    recs = [r for rs in groups.values() for r in rs]
+    if not any(get(r, "metrics", "pixel_auroc") for r in recs):
+        return []
+    types = _types(recs)
+    lines = ["## Pixel AUROC (%) from the masks", "",
+             "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
+             "|---|---|" + "---|" * len(types)]
+    for method, rs in groups.items():
+        cells = [_pixel_cell(rs, "all"), *(_pixel_cell(rs, "category", c) for c in types)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
+    """Cost (the paper's Table 4 and more): latency, throughput, fit time, memory."""
+    lines = ["## Table 4: inference and training cost", "",
+             "| Method | ms/image, batch 1 (mean / median / p95) | images/s, batch 32 | fit s | "
+             "peak RSS MB (+ during the cell) | memory bank |" + (f" paper ms/image ({paper.PAPER_GPU}) |"
+                                             if real else ""),
+             "|---|---|---|---|---|---|" + ("---|" if real else "")]
+    flagged = False
+    for method, rs in groups.items():
+        loaded = any((get(r, "memory", "other_cpu_cores") or 0) > LOADED_CORES for r in rs)
+        flagged |= loaded
+        bank = get(rs[0], "model", "memory_bank")
+        lat = [_mean(rs, "timing", "latency_ms", k) for k in ("mean", "median", "p95")]
+        peak, before = _mean(rs, "memory", "peak_rss_mb"), _mean(rs, "memory", "rss_before_mb")
+        row = (f"| {method} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
+               f"{_mean(rs, 'timing', 'throughput', 'images_per_s'):.1f} | "
+               f"{_mean(rs, 'timing', 'fit_s'):.1f} | {peak:.0f} (+{peak - before:.0f}) | "
+               f"{' x '.join(map(str, bank)) if bank else '-'} |")
+        if real:
+            pub = (paper.published(method) or {}).get("ms")
+            row += f" {pub:.1f} |" if pub is not None else " |"
+        lines.append(row)
+    lines.append("")
+    if flagged:
+        lines += [(f"† timed while other processes used more than {LOADED_CORES} cores: "
+                   "not a clean timing; rerun on an idle machine with `--force`."), ""]
+    return lines
+
+
+def failures(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Failed cells and their errors."""
+    bad = [r for r in records if r["status"] != "ok"]
+    if not bad:
+        return []
+    return ["## Failed cells", "", *(f"- `{r['cell']['id']}`: {r['error']}" for r in bad), ""]
+
+
+def notes(real: bool, plots: Sequence[str]) -> list[str]:
+    """How to read the numbers."""
+    lines = [
+        "## Notes",
+        "",
+        ("- AUROC per type compares the normal test images with the images of that type, "
+         "selected by the `category` column. *Average* rows are the mean of the group's "
+         "per-type AUROCs (the paper's Table 3); *pooled* rows compare normal images with "
+         "all of the group's images at once."),
+        ("- 95% CI: percentile bootstrap (seeded) in which the normal images and each anomaly "
+         "type are resampled separately. With several seeds a cell shows mean ± standard "
+         "deviation over seeds instead."),
+        ("- `memory bank` is the learned state's main buffer (rows x dims) where a method has "
+         "one; peak RSS is the process's high-water mark during the cell (model building, fit "
+         "and both prediction passes), in brackets its growth over the cell's start."),
+    ]
+    if real:
+        lines.append("- The paper reports one SA-PatchCore; `sa_patchcore` (its code, per-channel "
+                     "attention) and `sa_patchcore_eq4` (its eq. 4) are both shown beside it. "
+                     "Paper averages are the means of its per-type numbers.")
+    lines.append("")
+    if plots:
+        lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
+    return lines
+
+
+def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()) -> str:
+    """The whole ``leaderboard.md``."""
+    if not records:
+        return "# CAD-SD leaderboard\n\nNo results yet.\n"
+    ok = [r for r in records if r["status"] == "ok"] or list(records)
+    real = _is_real(records)
+    groups = by_method(records)
+    lines = header(ok)
+    if groups:
+        lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
+        lines += table4(groups, real)
+    lines += failures(records) + notes(real, plots)
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "seed", "status", "backbone",
+               "weights", "weights_sha256", "device", "threads", "auroc_all", "auroc_all_ci_low",
+               "auroc_all_ci_high"]
+
+
+def csv_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and one row per cell (AUROC as fractions in [0, 1], times in ms and s)."""
+    types = _types(records)
+    avg = [g for g in GROUP_NAMES if g != "normal"]
+    cols = list(CSV_COLUMNS)
+    for c in types:
+        cols += [f"auroc_{c}", f"auroc_{c}_ci_low", f"auroc_{c}_ci_high"]
+    cols += [f"auroc_average_{g}" for g in avg] + [f"auroc_pooled_{g}" for g in avg]
+    cols += ["pixel_auroc_all", "latency_ms_mean", "latency_ms_median", "latency_ms_p95",
+             "throughput_images_per_s", "fit_s", "peak_rss_mb", "peak_gpu_mb",
+             "other_cpu_cores", "memory_bank", "error"]
+    rows = []
+    for r in records:
+        img = functools.partial(get, r, "metrics", "image_auroc")
+        row: dict[str, Any] = {
+            "dataset": r["dataset"]["name"], "dataset_kind": r["dataset"]["kind"],
+            "fingerprint": r["dataset"]["fingerprint"], "method": r["method"]["name"],
+            "seed": r["seed"], "status": r["status"], "backbone": r["backbone"]["name"],
+            "weights": r["backbone"]["weights"], "weights_sha256": r["backbone"]["weights_sha256"],
+            "device": get(r, "environment", "device"), "threads": get(r, "environment", "threads"),
+            "auroc_all": img("all", "auroc"), "auroc_all_ci_low": (img("all", "ci") or [None])[0],
+            "auroc_all_ci_high": (img("all", "ci") or [None, None])[1],
+            "pixel_auroc_all": get(r, "metrics", "pixel_auroc", "all"),
+            "latency_ms_mean": get(r, "timing", "latency_ms", "mean"),
+            "latency_ms_median": get(r, "timing", "latency_ms", "median"),
+            "latency_ms_p95": get(r, "timing", "latency_ms", "p95"),
+            "throughput_images_per_s": get(r, "timing", "throughput", "images_per_s"),
+            "fit_s": get(r, "timing", "fit_s"), "peak_rss_mb": get(r, "memory", "peak_rss_mb"),
+            "peak_gpu_mb": get(r, "memory", "peak_gpu_mb"),
+            "other_cpu_cores": get(r, "memory", "other_cpu_cores"),
+            "memory_bank": "x".join(map(str, get(r, "model", "memory_bank") or [])),
+            "error": r.get("error"),
+        }
+        for c in types:
+            ci = img("category", c, "ci") or [None, None]
+            row.update({f"auroc_{c}": img("category", c, "auroc"),
+                        f"auroc_{c}_ci_low": ci[0], f"auroc_{c}_ci_high": ci[1]})
+        for g in avg:
+            row[f"auroc_average_{g}"] = img("average", g, "auroc")
+            row[f"auroc_pooled_{g}"] = img("group", g, "auroc")
+        rows.append(row)
+    return cols, rows
+
+
+def render_csv(records: Sequence[dict[str, Any]]) -> str:
+    """``results.csv``: one row per cell; numbers at full precision."""
+    cols, rows = csv_rows(records)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
