@@ -220,7 +220,11 @@ def download(
             tree = fetch_gdrive(value, kept, policy=policy)
         elif kind == "url":
             archive = fetch_url(value, kept, sha256=sha256, policy=policy)
-            tree = extract(archive, work / "tree", limits)
+            try:
+                tree = extract(archive, work / "tree", limits)
+            except DownloadError:
+                archive.unlink()  # corrupt or unsafe: a rerun must fetch it again, not reuse it
+                raise
         elif kind == "archive":
             if archive_kind(value) is None:
                 raise DownloadError(f"{value} is not a .zip or .tar archive (nor a folder)")

@@ -8,7 +8,6 @@ machine gets its answer within seconds (:class:`Offline`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import time
@@ -258,13 +257,23 @@ def fetch_gdrive(folder_id: str, stage: Path, *, policy: Policy | None = None) -
         )
 
     items = _retrying(policy, "listing the Google Drive folder", listing) or []
-    todo = []
+    todo, wanted = [], set()
     for item in items:
         target = files.joinpath(*safe_relpath(item.path).parts)
+        wanted.add(target)
         if not target.is_file():
             todo.append((item, target))
-    if not todo:
-        return files
+    if todo:
+        _fetch_files(todo, policy)
+    # Drop what the folder does not list: gdown's leftover .part files, files removed upstream.
+    for path in [p for p in files.rglob("*") if p.is_file() and p not in wanted]:
+        path.unlink()
+    return files
+
+
+def _fetch_files(todo: list, policy: Policy) -> None:
+    import gdown
+
     with _progress() as progress:
         overall = progress.add_task(f"{len(todo)} files", total=len(todo))
         current = progress.add_task("", total=None)
@@ -290,6 +299,4 @@ def fetch_gdrive(folder_id: str, stage: Path, *, policy: Policy | None = None) -
                 )
 
             _retrying(policy, f"downloading {item.path}", one)
-            with contextlib.suppress(Exception):
-                progress.advance(overall)
-    return files
+            progress.advance(overall)

@@ -361,11 +361,15 @@ def test_gdrive_download_resumes_after_rate_limit(make_layout, small_counts, tmp
     assert not dest.exists()  # nothing that passes for a dataset
     assert drive.calls.count(names[5]) == FAST.retries + 1  # retried with backoff
 
+    # A partial file that gdown left behind must not end up in the dataset.
+    staged = next((tmp_path / "cache").rglob("good_000.jpg"))
+    (staged.parent / "good_000.jpgAbCdEfGh.part").write_bytes(b"partial")
     drive.fail.clear()
     drive.calls.clear()
     result = download("gdrive", dest, expect=small_counts, policy=FAST)
     assert result.ok and hf.fingerprint(dest) == hf.fingerprint(root)
     assert drive.calls == names[5:]  # the rerun fetched only what was missing
+    assert not list(dest.rglob("*.part"))
     assert not (dest.parent / ".CAD-SD.download").exists()
 
 
