@@ -178,6 +178,46 @@ def _place(tree: Path, dest: Path, label: str) -> Path:
     return dest
 
 
+def _fetch_tree(
+    kind: str,
+    value: str,
+    kept: Path | None,
+    work: Path,
+    sha256: str | None,
+    policy: Policy,
+    limits: Limits | None,
+) -> Path:
+    """Bring the source's files into a local folder (in ``kept`` or ``work``) and return it."""
+    if kind == "gdrive":
+        return fetch_gdrive(value, kept, policy=policy)
+    tree = work / "tree"
+    if kind == "url":
+        archive = fetch_url(value, kept, sha256=sha256, policy=policy)
+        try:
+            return extract(archive, tree, limits)
+        except DownloadError:
+            archive.unlink()  # corrupt or unsafe: a rerun must fetch it again, not reuse it
+            raise
+    if kind == "archive":
+        if archive_kind(value) is None:
+            raise DownloadError(f"{value} is not a .zip or .tar archive (nor a folder)")
+        if sha256 and sha256_file(value) != sha256.strip().lower():
+            raise DownloadError(
+                f"checksum mismatch for {value}: expected sha256 {sha256.strip().lower()}, "
+                f"got {sha256_file(value)}"
+            )
+        return extract(value, tree, limits)
+    if kind == "dir":
+        shutil.copytree(resolve_root(value), tree)
+        return tree
+    if not os.environ.get("HF_HUB_OFFLINE"):  # offline mode reads the local HF cache
+        from huggingface_hub import constants
+
+        check_reachable(constants.ENDPOINT, policy)
+    _write_from_hf(value, tree)
+    return tree
+
+
 def download(
     source: str = "gdrive",
     dest: str | Path | None = None,
@@ -210,41 +250,16 @@ def download(
             sum(m["size"] for m in files.values()),
             already_present=True,
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
     policy = policy or Policy()
-    label = {"gdrive": GDRIVE_URL if value == GDRIVE_FOLDER_ID else source}.get(kind, source)
+    label = GDRIVE_URL if kind == "gdrive" and value == GDRIVE_FOLDER_ID else source
     kept = _stage_for(dest, kind, value) if kind in ("gdrive", "url") else None
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
     try:
-        if kind == "gdrive":
-            tree = fetch_gdrive(value, kept, policy=policy)
-        elif kind == "url":
-            archive = fetch_url(value, kept, sha256=sha256, policy=policy)
-            try:
-                tree = extract(archive, work / "tree", limits)
-            except DownloadError:
-                archive.unlink()  # corrupt or unsafe: a rerun must fetch it again, not reuse it
-                raise
-        elif kind == "archive":
-            if archive_kind(value) is None:
-                raise DownloadError(f"{value} is not a .zip or .tar archive (nor a folder)")
-            if sha256 and sha256_file(value) != sha256.strip().lower():
-                raise DownloadError(
-                    f"checksum mismatch for {value}: expected sha256 {sha256.strip().lower()}, "
-                    f"got {sha256_file(value)}"
-                )
-            tree = extract(value, work / "tree", limits)
-        elif kind == "dir":
-            tree = work / "tree"
-            shutil.copytree(resolve_root(value), tree)
-        else:
-            if not os.environ.get("HF_HUB_OFFLINE"):  # offline mode reads the local HF cache
-                from huggingface_hub import constants
-
-                check_reachable(constants.ENDPOINT, policy)
-            tree = work / "tree"
-            _write_from_hf(value, tree)
-        _place(tree, dest, label)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
+        try:
+            _place(_fetch_tree(kind, value, kept, work, sha256, policy, limits), dest, label)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     except Offline as err:
         message = _offline_message(err, kept)
         if kept is not None and not _has_files(kept):
@@ -252,8 +267,8 @@ def download(
             with contextlib.suppress(OSError):
                 kept.parent.rmdir()
         raise DownloadError(message) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    except OSError as err:  # disk full, permissions: the user's to fix, not a traceback
+        raise DownloadError(f"cannot write the dataset to {dest}: {err}") from err
     if kept is not None:
         # Placed: the fetched files moved into dest (gdrive) or are no longer needed (url).
         shutil.rmtree(kept, ignore_errors=True)

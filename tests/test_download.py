@@ -89,6 +89,9 @@ def test_existing_foreign_dest_is_refused(make_layout, tmp_path):
     with pytest.raises(CadsdError, match="--force"):
         download(str(root), dest)
     assert (dest / "mine").is_dir()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DownloadError, match="cannot write"):  # an OSError, not a traceback
+        download(str(root), tmp_path / "a_file" / "CAD-SD")
 
 
 def test_hf_source_writes_the_layout_back_byte_for_byte(make_layout, tmp_path, monkeypatch):
