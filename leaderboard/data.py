@@ -116,9 +116,9 @@ def _real_ok(root: Path) -> bool:
 
 
 def _synthetic(echo: Callable[[str], None], why: str) -> Resolved:
-    from cadsd.synth.generate import ensure_synthetic
+    import cadsd.synth
 
-    path = ensure_synthetic(**SYNTHETIC_SETTINGS)
+    path = cadsd.synth.ensure_synthetic(**SYNTHETIC_SETTINGS)
     echo(
         f"Dataset: SYNTHETIC CAD-SD (paper counts, seed 0) at {path}. {why}"
     )

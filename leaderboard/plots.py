@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from leaderboard.records import atomic_write_bytes
-from leaderboard.tables import TYPE_LABELS, _types, by_method
+from leaderboard.tables import TYPE_LABELS, anomaly_types, by_method
 
 PLOTS_DIR = "plots"
+PLOT_FILES = ("roc.png", "gallery.png")
 
 
 def _figure_bytes(fig: Any) -> bytes:
@@ -35,7 +36,7 @@ def roc_figure(records: Sequence[dict[str, Any]]) -> Any:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     groups = by_method(records)
-    panels = ["all", *_types(records)]
+    panels = ["all", *anomaly_types(records)]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for method, recs in groups.items():

@@ -1,4 +1,4 @@
-"""The leaderboard (markdown, laid out like the paper's Tables 2-4) and ``results.csv``.
+"""The leaderboard: markdown laid out like the paper's Tables 2, 3 and 4.
 
 Pure functions of the result records: every number printed here is read from a record (or is
 the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the same files.
@@ -6,11 +6,7 @@ the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -21,7 +17,7 @@ from leaderboard.metrics import aggregate
 
 #: other processes' CPU use (cores) above which a cell's timing is flagged as taken under load
 LOADED_CORES = 0.25
-TYPE_LABELS = {"scratch": "Scratch", "paint": "Paint", "over_coupling": "Over-coupling",
+TYPE_LABELS = {"good": "Normal", "scratch": "Scratch", "paint": "Paint", "over_coupling": "Over-coupling",
                "lacking": "Lacking"}
 GROUP_LABELS = {"local": "local", "co_occurrence": "co-occurrence"}
 
@@ -76,7 +72,8 @@ def _is_real(records: Sequence[dict[str, Any]]) -> bool:
     return bool(records) and all(get(r, "dataset", "kind") == "cadsd" for r in records)
 
 
-def _types(records: Sequence[dict[str, Any]]) -> list[str]:
+def anomaly_types(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The anomaly types the records report, in the layout's order."""
     seen = {c for r in records for c in (get(r, "metrics", "image_auroc", "category") or {})}
     rank = {c: i for i, c in enumerate(CATEGORY_NAMES)}
     return sorted(seen, key=lambda c: (rank.get(c, len(rank)), c))
@@ -111,7 +108,6 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
     loads = [x for x in loads if x is not None]
     mask_note = ", with masks" if d.get("has_masks") else ""
     sha = _distinct(records, "backbone", "weights_sha256")
-    written = datetime.now(timezone.utc).isoformat(timespec="seconds")
     last = max(get(r, "environment", "finished_at") or "" for r in records)
     device = (f"{_distinct(records, 'environment', 'device')} "
               f"({_distinct(records, 'environment', 'device_name')}), "
@@ -131,7 +127,7 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
         ("Libraries", ", ".join(f"{k} {v}" for k, v in env["versions"].items())),
         ("Code", f"git {_distinct(records, 'environment', 'git_sha')}"),
         ("Seeds", ", ".join(str(s) for s in sorted({r["seed"] for r in records}))),
-        ("Date", f"{last} (table written {written})"),
+        ("Date", f"{last} (the last cell's end)"),
         ("Timing protocol", _distinct(records, "timing", "protocol")),
     ]
     lines += ["", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]
@@ -159,9 +155,9 @@ def table3(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
              "| Anomaly type | " + " | ".join(methods) + " |",
              "|---|" + "---|" * len(methods)]
     ordered = [g for g in GROUP_NAMES if g != "normal"]
-    ordered += sorted({group_of[c] for c in _types(all_recs)} - set(ordered))
+    ordered += sorted({group_of[c] for c in anomaly_types(all_recs)} - set(ordered))
     for g in ordered:
-        types = [c for c in _types(all_recs) if group_of.get(c) == g]
+        types = [c for c in anomaly_types(all_recs) if group_of.get(c) == g]
         for c in types:
             cells = [auroc_cell(recs, "category", c) + _paper(
                 (paper.published(m) or {}).get(c) if real else None)
@@ -195,7 +191,7 @@ def pixel_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     recs = [r for rs in groups.values() for r in rs]
     if not any(get(r, "metrics", "pixel_auroc") for r in recs):
         return []
-    types = _types(recs)
+    types = anomaly_types(recs)
     lines = ["## Pixel AUROC (%) from the masks", "",
              "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
              "|---|---|" + "---|" * len(types)]
@@ -281,63 +277,3 @@ def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()
         lines += table4(groups, real)
     lines += failures(records) + notes(real, plots)
     return "\n".join(lines)
-
-
-CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "seed", "status", "backbone",
-               "weights", "weights_sha256", "device", "threads", "auroc_all", "auroc_all_ci_low",
-               "auroc_all_ci_high"]
-
-
-def csv_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and one row per cell (AUROC as fractions in [0, 1], times in ms and s)."""
-    types = _types(records)
-    avg = [g for g in GROUP_NAMES if g != "normal"]
-    cols = list(CSV_COLUMNS)
-    for c in types:
-        cols += [f"auroc_{c}", f"auroc_{c}_ci_low", f"auroc_{c}_ci_high"]
-    cols += [f"auroc_average_{g}" for g in avg] + [f"auroc_pooled_{g}" for g in avg]
-    cols += ["pixel_auroc_all", "latency_ms_mean", "latency_ms_median", "latency_ms_p95",
-             "throughput_images_per_s", "fit_s", "peak_rss_mb", "peak_gpu_mb",
-             "other_cpu_cores", "memory_bank", "error"]
-    rows = []
-    for r in records:
-        img = functools.partial(get, r, "metrics", "image_auroc")
-        row: dict[str, Any] = {
-            "dataset": r["dataset"]["name"], "dataset_kind": r["dataset"]["kind"],
-            "fingerprint": r["dataset"]["fingerprint"], "method": r["method"]["name"],
-            "seed": r["seed"], "status": r["status"], "backbone": r["backbone"]["name"],
-            "weights": r["backbone"]["weights"], "weights_sha256": r["backbone"]["weights_sha256"],
-            "device": get(r, "environment", "device"), "threads": get(r, "environment", "threads"),
-            "auroc_all": img("all", "auroc"), "auroc_all_ci_low": (img("all", "ci") or [None])[0],
-            "auroc_all_ci_high": (img("all", "ci") or [None, None])[1],
-            "pixel_auroc_all": get(r, "metrics", "pixel_auroc", "all"),
-            "latency_ms_mean": get(r, "timing", "latency_ms", "mean"),
-            "latency_ms_median": get(r, "timing", "latency_ms", "median"),
-            "latency_ms_p95": get(r, "timing", "latency_ms", "p95"),
-            "throughput_images_per_s": get(r, "timing", "throughput", "images_per_s"),
-            "fit_s": get(r, "timing", "fit_s"), "peak_rss_mb": get(r, "memory", "peak_rss_mb"),
-            "peak_gpu_mb": get(r, "memory", "peak_gpu_mb"),
-            "other_cpu_cores": get(r, "memory", "other_cpu_cores"),
-            "memory_bank": "x".join(map(str, get(r, "model", "memory_bank") or [])),
-            "error": r.get("error"),
-        }
-        for c in types:
-            ci = img("category", c, "ci") or [None, None]
-            row.update({f"auroc_{c}": img("category", c, "auroc"),
-                        f"auroc_{c}_ci_low": ci[0], f"auroc_{c}_ci_high": ci[1]})
-        for g in avg:
-            row[f"auroc_average_{g}"] = img("average", g, "auroc")
-            row[f"auroc_pooled_{g}"] = img("group", g, "auroc")
-        rows.append(row)
-    return cols, rows
-
-
-def render_csv(records: Sequence[dict[str, Any]]) -> str:
-    """``results.csv``: one row per cell; numbers at full precision."""
-    cols, rows = csv_rows(records)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buf.getvalue()

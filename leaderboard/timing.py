@@ -1,0 +1,124 @@
+"""The timing protocol (fixed; it is also printed in every leaderboard).
+
+1. decoding (resize 256, crop 224) happens once per run, before any cell, and is timed apart;
+2. ``fit``: the training images in batches of ``fit_batch_size`` (8), wall time;
+3. warm-up: ``warmup`` (5) batch-1 predictions on the first test images, discarded;
+4. latency: every test image once at batch 1, in dataset order, wall time of ``predict`` plus
+   copying scores and maps to the host (GPU work synchronised); the scores come from this pass;
+5. throughput: the whole test set again at batch ``throughput_batch`` (32), images per second;
+   its scores are compared with the batch-1 scores (``batch_consistency_max_abs``).
+
+Peak RSS covers the whole cell (model build, fit, both passes); on CUDA peak GPU memory too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from leaderboard import environment
+from leaderboard.data import BenchData
+from leaderboard.errors import BenchError
+from leaderboard.progress import Reporter
+
+if TYPE_CHECKING:
+    from leaderboard.runner import RunOptions
+
+PROTOCOL = (
+    "decode once per run (timed apart); fit in batches of {fit_batch_size}; {warmup} warm-up "
+    "predictions at batch 1 (discarded); latency = every test image at batch 1 (predict + copy "
+    "to host; scores come from this pass); throughput = the test set at batch {throughput_batch}"
+)
+
+
+
+def ticking(batches: Iterator[torch.Tensor], ui: Reporter) -> Iterator[torch.Tensor]:
+    """Pass ``batches`` through, advancing the progress bar after each one."""
+    for batch in batches:
+        yield batch
+        ui.advance()
+
+
+def _check_prediction(scores: torch.Tensor, maps: torch.Tensor, batch: int, size: tuple) -> None:
+    if tuple(scores.shape) != (batch,) or tuple(maps.shape) != (batch, *size):
+        raise BenchError(
+            f"predict returned scores {tuple(scores.shape)} and maps {tuple(maps.shape)}; "
+            f"the Detector contract wants ({batch},) and ({batch}, {size[0]}, {size[1]})"
+        )
+
+
+def _gallery(data: BenchData, per_category: int) -> list[int]:
+    """Indices of the first ``per_category`` test images of each category (sorted order)."""
+    picks: dict[str, list[int]] = {}
+    for i, cat in enumerate(data.test.categories):
+        if len(picks.setdefault(cat, [])) < per_category:
+            picks[cat].append(i)
+    return [i for idx in picks.values() for i in idx]
+
+
+def measure(model: Any, data: BenchData, opts: RunOptions, ui: Reporter) -> dict[str, Any]:
+    """Steps 3-5 of the protocol; returns scores, latencies, kept maps and stage timings."""
+    test, dev = data.test, opts.device
+    n, size = len(test), tuple(test.images.shape[-2:])
+    keep_all = test.masks is not None
+    gallery = _gallery(data, opts.gallery_per_category)
+    # with masks every map is kept (pixel AUROC); otherwise only the gallery's
+    maps = np.zeros((n if keep_all else len(gallery), *size), np.float32)
+    slot = {i: i for i in range(n)} if keep_all else {i: k for k, i in enumerate(gallery)}
+    ui.stage("warm-up", min(opts.warmup, n))
+    for i in range(min(opts.warmup, n)):
+        model.predict(test.batch(i, i + 1))
+        ui.advance()
+    ui.stage("latency (batch 1)", n)
+    scores, latency = np.zeros(n), np.zeros(n)
+    stages: dict[str, float] = {}
+    for i in range(n):
+        x = test.batch(i, i + 1)
+        environment.synchronize(dev)
+        start = time.perf_counter()
+        pred = model.predict(x)
+        s, m = pred.scores.detach().cpu(), pred.maps.detach().cpu()
+        latency[i] = time.perf_counter() - start
+        _check_prediction(s, m, 1, size)
+        scores[i] = float(s[0])
+        if i in slot:
+            maps[slot[i]] = m[0].float().numpy()
+        for k, v in (getattr(model, "last_timings", None) or {}).items():
+            stages[k] = stages.get(k, 0.0) + float(v)
+        ui.advance()
+    ui.stage(f"throughput (batch {opts.throughput_batch})", math.ceil(n / opts.throughput_batch))
+    batched = []
+    environment.synchronize(dev)
+    start = time.perf_counter()
+    for lo in range(0, n, opts.throughput_batch):
+        batched.append(model.predict(test.batch(lo, lo + opts.throughput_batch)).scores.cpu())
+        ui.advance()
+    environment.synchronize(dev)
+    elapsed = time.perf_counter() - start
+    batched_scores = torch.cat(batched).double().numpy()
+    return {
+        "scores": scores,
+        "maps": maps,
+        "gallery": gallery,
+        "timing": {
+            "warmup_images": min(opts.warmup, n),
+            "latency_ms": {
+                "mean": float(latency.mean() * 1000),
+                "median": float(np.median(latency) * 1000),
+                "p95": float(np.percentile(latency, 95) * 1000),
+                "min": float(latency.min() * 1000),
+                "n": n,
+            },
+            "predict_stages_ms": {k: 1000 * v / n for k, v in stages.items()},
+            "throughput": {
+                "batch": opts.throughput_batch,
+                "images_per_s": n / elapsed,
+                "batch_consistency_max_abs": float(np.abs(batched_scores - scores).max()),
+            },
+        },
+    }

@@ -1,0 +1,60 @@
+"""Method registry: `all` means the implemented, visible methods; names resolve lazily; every
+registered class carries its registry name, description and paper."""
+
+from __future__ import annotations
+
+import pytest
+
+from baselines.base import Detector
+from leaderboard.errors import BenchError
+from leaderboard.registry import METHODS, MethodEntry, load_class, runnable, select
+
+IMPLEMENTED = [n for n, e in METHODS.items() if e.implemented]
+
+
+def test_all_is_implemented_and_visible() -> None:
+    reg = {
+        "a": MethodEntry("a", "leaderboard.dummy:PixelStats"),
+        "hidden": MethodEntry("hidden", "leaderboard.dummy:PixelStats", hidden=True),
+        "planned": MethodEntry("planned", None, "not written yet"),
+        "b": MethodEntry("b", "leaderboard.dummy:PixelStats"),
+    }
+    assert select("all", reg) == runnable(reg) == ["a", "b"]
+    assert select("hidden,a", reg) == ["hidden", "a"]  # hidden methods run when named
+    real = runnable()
+    assert "dummy" not in real
+    assert all(METHODS[n].implemented and not METHODS[n].hidden for n in real)
+
+
+def test_select_list_keeps_order_and_drops_repeats() -> None:
+    assert select("dummy, dummy") == ["dummy"]
+
+
+@pytest.mark.parametrize("spec,match", [("nosuch", "unknown method 'nosuch'"), (" , ", "empty"),
+                                         ("patchsvdd", "not implemented yet")])
+def test_bad_names_say_what_exists(spec: str, match: str) -> None:
+    with pytest.raises(BenchError, match=match):
+        select(spec)
+
+
+def test_empty_registry_all_is_an_error() -> None:
+    reg = {"x": MethodEntry("x", None, "planned", "someone 2020")}
+    with pytest.raises(BenchError, match="no method"):
+        select("all", reg)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTED)
+def test_every_entry_imports_a_detector_with_its_own_name(name: str) -> None:
+    klass = load_class(name)
+    assert issubclass(klass, Detector)
+    assert klass.name == name  # Detector.load and records rely on it
+    assert klass.description.strip()
+    assert METHODS[name].target.count(":") == 1
+
+
+def test_loading_is_lazy_and_checked() -> None:
+    reg = {"bad": MethodEntry("bad", "leaderboard.errors:BenchError")}
+    with pytest.raises(BenchError, match="not a baselines.base.Detector"):
+        load_class("bad", reg)
+    with pytest.raises(BenchError, match="not registered"):
+        load_class("nosuch")

@@ -1,0 +1,112 @@
+"""The runner: one atomic record per cell with every field of DESIGN.md "Results"; reruns skip
+finished cells, an interrupted run resumes with identical results, a failing method is recorded
+and the run goes on, and a folder holding other results is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness_fixtures import COUNTS, load, options, registry_with, write_layout
+from sklearn.metrics import roc_auc_score
+
+from leaderboard import runner
+from leaderboard.data import BenchData
+from leaderboard.errors import BenchError
+from leaderboard.progress import Reporter
+from leaderboard.records import SCHEMA_VERSION, load_records, record_path
+
+EXTRA = registry_with(exploding="harness_fixtures:Exploding",
+                      interrupted="harness_fixtures:Interrupted")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> BenchData:
+    return load(write_layout(tmp_path_factory.mktemp("data"), counts=COUNTS, size=40, masks=True))
+
+
+def _run(tiny: BenchData, out: Path, methods: list[str], **kw: object) -> list[dict]:
+    return runner.run(tiny, options(out, methods, registry=EXTRA, **kw), Reporter())
+
+
+def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
+    [rec] = _run(tiny, tmp_path, ["dummy"], save_models=True)
+    assert rec["status"] == "ok" and rec["error"] is None
+    on_disk = json.loads(record_path(tmp_path, rec["cell"]["id"]).read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION and on_disk["scores"] == rec["scores"]
+    assert rec["method"]["params"]["grid"] == 28 and rec["seed"] == 0
+    assert rec["backbone"] == {"name": "mobilenet_v2", "weights": "imagenet", "weights_sha256": None}
+    d = rec["dataset"]
+    assert d["fingerprint"] == tiny.fingerprint and d["kind"] == "custom" and not d["synthetic"]
+    assert d["counts"]["test/lacking"] == 2 and d["has_masks"]
+    env = rec["environment"]
+    assert env["git_sha"] and env["threads"] >= 1 and env["device"] == "cpu"
+    assert env["versions"]["torch"] and env["started_at"] <= env["finished_at"]
+    t = rec["timing"]
+    assert t["fit_s"] > 0 and t["latency_ms"]["n"] == 12 and t["throughput"]["images_per_s"] > 0
+    assert t["latency_ms"]["min"] <= t["latency_ms"]["median"] <= t["latency_ms"]["p95"]
+    assert t["throughput"]["batch_consistency_max_abs"] < 1e-3
+    assert rec["memory"]["peak_rss_mb"] >= rec["memory"]["rss_before_mb"] > 0
+    assert "other_cpu_cores" in rec["memory"]
+    assert rec["model"]["state_summary"]["mean_"] == [3, 28, 28]
+    assert (tmp_path / rec["model"]["saved"]).is_file()
+    assert (tmp_path / rec["artifacts"]["maps"]).is_file()
+    assert [s["file_name"] for s in rec["scores"]] == tiny.test.file_names
+    assert rec["metrics"]["pixel_auroc"]["all"] is not None
+
+
+def test_metrics_recompute_from_the_record(tiny: BenchData, tmp_path: Path) -> None:
+    [rec] = _run(tiny, tmp_path, ["dummy"])
+    rows = rec["scores"]
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))]  # order must not matter
+    y = np.array([r["label"] for r in rows])
+    s = np.array([r["score"] for r in rows])
+    cats = np.array([r["category"] for r in rows])
+    m = rec["metrics"]["image_auroc"]
+    assert m["all"]["auroc"] == pytest.approx(roc_auc_score(y, s))
+    for c, entry in m["category"].items():
+        sel = (cats == "good") | (cats == c)
+        assert entry["auroc"] == pytest.approx(roc_auc_score(y[sel], s[sel]))
+
+
+def test_rerun_skips_force_redoes(tiny: BenchData, tmp_path: Path) -> None:
+    first = _run(tiny, tmp_path, ["dummy"], seeds=[0, 1])
+    path = record_path(tmp_path, first[0]["cell"]["id"])
+    before = path.read_bytes()
+    again = _run(tiny, tmp_path, ["dummy"], seeds=[0, 1])
+    assert path.read_bytes() == before and again[0] == json.loads(before)
+    forced = _run(tiny, tmp_path, ["dummy"], seeds=[0], force=True)
+    assert forced[0]["environment"]["started_at"] >= first[0]["environment"]["started_at"]
+    assert forced[0]["scores"] == first[0]["scores"]  # deterministic
+
+
+def test_failure_is_recorded_and_the_run_goes_on(tiny: BenchData, tmp_path: Path) -> None:
+    recs = _run(tiny, tmp_path, ["exploding", "dummy"])
+    assert [r["status"] for r in recs] == ["failed", "ok"]
+    assert "boom" in recs[0]["error"] and "during fit" in recs[0]["error"]
+    assert "Traceback" in recs[0]["traceback"]
+    stored = {r["cell"]["id"]: r["status"] for r in load_records(tmp_path)}
+    assert sorted(stored.values()) == ["failed", "ok"]
+
+
+def test_interrupted_run_resumes_with_identical_results(tiny: BenchData, tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny, tmp_path, ["dummy", "interrupted"])
+    done = {p.name: p.read_bytes() for p in (tmp_path / "records").glob("*.json")}
+    assert list(done) == ["cadsd__dummy__seed0.json"]  # the interrupted cell wrote nothing
+    assert not list((tmp_path / "records").glob(".*"))
+    clean = _run(tiny, tmp_path / "clean", ["dummy"])
+    resumed = _run(tiny, tmp_path, ["dummy", "exploding"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "records").glob("*dummy*.json")} == done
+    assert resumed[0]["scores"] == clean[0]["scores"]
+    assert resumed[0]["metrics"] == clean[0]["metrics"]
+
+
+def test_folder_with_other_results_is_refused(tiny: BenchData, tmp_path: Path) -> None:
+    _run(tiny, tmp_path, ["dummy"])
+    with pytest.raises(BenchError, match="--force"):
+        _run(tiny, tmp_path, ["dummy"], backbone="resnet18")
+    _run(tiny, tmp_path, ["dummy"], backbone="resnet18", force=True)
