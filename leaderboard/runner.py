@@ -166,7 +166,7 @@ def run_cell(
             ui.stage("fit", math.ceil(len(data.train) / opts.fit_batch_size))
             environment.synchronize(opts.device)
             start = time.perf_counter()
-            model.fit(ticking(data.train.batches(opts.fit_batch_size), ui))
+            model.fit(ticking(data.train.batches(opts.fit_batch_size), ui, opts.device))
             environment.synchronize(opts.device)
             fit_s = time.perf_counter() - start
             fit_stages = dict(getattr(model, "last_timings", None) or {})
