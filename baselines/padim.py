@@ -1,0 +1,217 @@
+"""PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and
+Localization", ICPR 2021).
+
+Each position of the layer-1 grid (56x56 at 224 for WideResNet50-2) gets a multivariate Gaussian
+of its embedding over the normal training images (sec. 3.2); a test patch's score is its
+Mahalanobis distance to that Gaussian (eq. 2); the map is upsampled (bilinear) to the input and
+blurred (Gaussian, sigma 4), and the image score is the map's maximum (sec. 3.3, reference code).
+
+Embedding (sec. 3.1): layer1 + layer2 + layer3 activations, the deeper two upsampled (nearest) to
+layer1's grid and concatenated (256 + 512 + 1024 = 1792 dims for WRN50-2), then a fixed, seeded
+random subset of ``n_features`` dims (550 for WRN50-2, sec. 4.2; all dims when the backbone has
+fewer, e.g. 152 for MobileNetV2). The Mahalanobis distance does not depend on the order of the
+dims, so the subset is kept sorted and each layer contributes only its selected channels before
+upsampling (the reference concatenates all 1792 first: 3x the memory for the same numbers).
+
+Memory and speed: :mod:`baselines.components.gaussian` (streaming, one float32 ``(P, d, d)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import torch
+
+from baselines.base import Detector, Prediction
+from baselines.components.aggregate import upsample_nearest
+from baselines.components.anomaly_map import anomaly_map
+from baselines.components.backbones import FeatureExtractor, get_spec
+from baselines.components.gaussian import GaussianAccumulator, mahalanobis
+from baselines.errors import DetectorError, InputError
+
+
+class PaDiM(Detector):
+    """Per-position Gaussians of layer1-3 embeddings, Mahalanobis distance (Defard et al. 2021)."""
+
+    name: ClassVar[str] = "padim"
+    description: ClassVar[str] = (
+        "Gaussian per patch position of layer1-3 features, Mahalanobis distance"
+    )
+    paper: ClassVar[str] = (
+        "Defard et al., PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection "
+        "and Localization, ICPR 2021"
+    )
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "wide_resnet50_2",
+        weights: str = "imagenet",
+        device: str = "cpu",
+        seed: int = 0,
+        n_features: int = 550,
+        eps: float = 0.01,
+        sigma: float = 4.0,
+        block: int = 64,
+        channels_last: bool = True,
+    ) -> None:
+        if n_features < 1 or eps < 0 or block < 1:
+            raise DetectorError(
+                f"PaDiM needs n_features >= 1, eps >= 0 and block >= 1; got {n_features}, "
+                f"{eps}, {block}"
+            )
+        super().__init__(
+            backbone=backbone, weights=str(weights), device=str(device), seed=seed,
+            n_features=n_features, eps=eps, sigma=sigma, block=block, channels_last=channels_last,
+        )
+        self.device = _parse_device(str(device))
+        spec = get_spec(backbone)
+        self.layer_names = (spec.layer1, spec.layer2, spec.layer3)
+        extractor = FeatureExtractor(backbone, self.layer_names, weights, seed)
+        if channels_last:  # faster convolutions on CPU; same numbers up to rounding
+            extractor = extractor.to(memory_format=torch.channels_last)
+        # Not a registered submodule: the backbone is structure, not learned state, so it stays
+        # out of state_dict() and saved files; the weights' digest identifies it instead.
+        object.__setattr__(self, "extractor", extractor.to(self.device))
+        self.backbone_sha256: str | None = extractor.weights_sha256
+        self.last_timings: dict[str, float] = {}
+        self.fit_timings: dict[str, float] = {}
+        dev = self.device
+        self.register_buffer("idx_", torch.zeros(0, dtype=torch.long, device=dev))  # (d,) sorted
+        self.register_buffer("mean_", torch.zeros(0, 0, device=dev))  # (P, d)
+        self.register_buffer("factor_", torch.zeros(0, 0, 0, device=dev))  # (P, d, d) chol^-1
+        self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=dev))
+
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PaDiM:
+        # .to()/.cuda() move the unregistered backbone too
+        super()._apply(fn, *args, **kwargs)
+        self.extractor._apply(fn, *args, **kwargs)
+        if hasattr(self, "fitted_"):
+            self.device = self.fitted_.device
+        return self
+
+    @contextmanager
+    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+    # -- embedding --------------------------------------------------------------------------
+    def _select_dims(self, channels: tuple[int, ...]) -> torch.Tensor:
+        """The seeded random subset of embedding dims (sec. 3.1), sorted; all when too few."""
+        total, n = sum(channels), self.config["n_features"]
+        if n >= total:
+            return torch.arange(total)
+        gen = torch.Generator().manual_seed(self.config["seed"])
+        return torch.randperm(total, generator=gen)[:n].sort().values
+
+    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = images.to(self.device)
+        if self.config["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats = self.extractor(x)
+        return [feats[name] for name in self.layer_names]
+
+    def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Layer features -> the selected embedding dims ``(B, d, h, w)`` on layer1's grid."""
+        parts, offset = [], 0
+        size = tuple(feats[0].shape[-2:])
+        for f in feats:
+            chans = f.shape[1]
+            sel = self.idx_[(self.idx_ >= offset) & (self.idx_ < offset + chans)] - offset
+            parts.append(upsample_nearest(f[:, sel], size))  # select first: less to upsample
+            offset += chans
+        return torch.cat(parts, dim=1).float().contiguous()
+
+    # -- the contract -----------------------------------------------------------------------
+    def fit(self, batches: Iterable[torch.Tensor]) -> PaDiM:
+        """Stream the normal images once: per-position mean and covariance, then the factors."""
+        timings: dict[str, float] = {}
+        acc: GaussianAccumulator | None = None
+        size: tuple[int, int] | None = None
+        with torch.no_grad():
+            for batch in batches:
+                images = self.check_images(batch, size=size)
+                with self._timed(timings, "extract"):
+                    feats = self._features(images)
+                    if acc is None:
+                        size = (int(images.shape[-2]), int(images.shape[-1]))
+                        self.idx_ = self._select_dims(tuple(f.shape[1] for f in feats)).to(
+                            self.device
+                        )
+                    emb = self._embed(feats).flatten(2)  # (B, d, P)
+                    del feats
+                with self._timed(timings, "gaussian"):
+                    if acc is None:
+                        acc = GaussianAccumulator(
+                            emb.shape[2], emb.shape[1], self.device, self.config["block"]
+                        )
+                    acc.add(emb)
+                del emb
+            if acc is None or size is None:
+                raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
+            with self._timed(timings, "gaussian"):
+                self.mean_, self.factor_ = acc.finalize(self.config["eps"])
+            del acc
+        self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
+        self._mark_fitted()
+        timings["total"] = timings["extract"] + timings["gaussian"]
+        self.fit_timings = self.last_timings = timings
+        return self
+
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """Mahalanobis distance per position -> map (bilinear + blur); score = map maximum."""
+        self.check_fitted()
+        size = (int(self.input_size_[0]), int(self.input_size_[1]))
+        images = self.check_images(images, size=size)
+        timings: dict[str, float] = {}
+        with torch.inference_mode():
+            with self._timed(timings, "backbone"):
+                emb = self._embed(self._features(images))  # (B, d, h, w)
+                b, _, h, w = emb.shape
+            with self._timed(timings, "mahalanobis"):
+                dist = mahalanobis(emb.flatten(2), self.mean_, self.factor_).view(b, h, w)
+            with self._timed(timings, "map"):
+                maps = anomaly_map(dist, size, self.config["sigma"])
+                scores = maps.flatten(1).amax(1)
+        self.last_timings = timings
+        return Prediction(scores=scores.cpu(), maps=maps.cpu())
+
+    # -- persistence ------------------------------------------------------------------------
+    def _backbone_digest(self) -> str:
+        """The weights file's sha256, or for random init a sha256 of the initialised weights."""
+        if self.backbone_sha256 is not None:
+            return self.backbone_sha256
+        h = hashlib.sha256()
+        for key, value in self.extractor.body.state_dict().items():
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return "init:" + h.hexdigest()
+
+    def _extra_metadata(self) -> dict[str, str]:
+        return {"backbone_sha256": self._backbone_digest()}
+
+    def _after_load(self, meta: dict[str, str]) -> None:
+        saved, mine = meta.get("backbone_sha256"), self._backbone_digest()
+        if saved != mine:
+            raise DetectorError(
+                f"the backbone weights differ from those the model was fitted with (sha256 "
+                f"{mine[:17]} here, {str(saved)[:17]} in the file): pass the same --weights "
+                f"({self.config['weights']!r}) or fit again"
+            )
+
+
+def _parse_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DetectorError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DetectorError(f"device {device!r} requested but CUDA is not available; use cpu")
+    return dev
