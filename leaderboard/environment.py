@@ -63,11 +63,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: str) -> dict[str, Any]:
     """Static facts about where the cell runs."""
     info: dict[str, Any] = {
         "device": device,
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": cpu_name(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

@@ -106,10 +106,19 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[str, int, str, bool]]:
 
 
 def _memory_bank(summary: dict[str, list[int]]) -> list[int] | None:
+    """Shape of the buffer named like a memory bank (PatchCore), else None."""
     for key, shape in summary.items():
         if "bank" in key.lower():
             return shape
     return None
+
+
+def _largest(summary: dict[str, list[int]]) -> dict[str, Any] | None:
+    """Name and shape of the largest learned buffer (PaDiM's covariance factors, a bank...)."""
+    if not summary:
+        return None
+    name = max(summary, key=lambda k: math.prod(summary[k]))
+    return {"name": name, "shape": summary[name]}
 
 
 def _save_maps(opts: RunOptions, cid: str, data: BenchData, out: dict[str, Any]) -> str:
@@ -181,7 +190,7 @@ def run_cell(
         record["memory"] = monitor.summary()
         summary = model.state_summary()
         record["model"] = {"state_summary": summary, "memory_bank": _memory_bank(summary),
-                           "saved": None}
+                           "largest_buffer": _largest(summary), "saved": None}
         test = data.test
         record["metrics"] = {
             "image_auroc": metrics.image_metrics(out["scores"], test.labels, test.categories,

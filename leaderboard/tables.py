@@ -64,7 +64,8 @@ def _paper(value: float | None) -> str:
 
 
 def _distinct(records: Sequence[dict[str, Any]], *path: str) -> str:
-    vals = list(dict.fromkeys(str(get(r, *path)) for r in records))
+    vals = list(dict.fromkeys(str(v) if (v := get(r, *path)) is not None else "n/a"
+                              for r in records))
     return ", ".join(vals) if vals else "n/a"
 
 
@@ -205,7 +206,7 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
     """Cost (the paper's Table 4 and more): latency, throughput, fit time, memory."""
     lines = ["## Table 4: inference and training cost", "",
              "| Method | ms/image, batch 1 (mean / median / p95) | images/s, batch 32 | fit s | "
-             "peak RSS MB (+ during the cell) | memory bank |" + (f" paper ms/image ({paper.PAPER_GPU}) |"
+             "peak RSS MB (+ during the cell) | learned state |" + (f" paper ms/image ({paper.PAPER_GPU}) |"
                                              if real else ""),
              "|---|---|---|---|---|---|" + ("---|" if real else "")]
     flagged = False
@@ -213,12 +214,15 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
         loaded = any((get(r, "memory", "other_cpu_cores") or 0) > LOADED_CORES for r in rs)
         flagged |= loaded
         bank = get(rs[0], "model", "memory_bank")
+        big = get(rs[0], "model", "largest_buffer")
+        state = (f"bank {' x '.join(map(str, bank))}" if bank else
+                 f"`{big['name']}` {' x '.join(map(str, big['shape']))}" if big else "-")
         lat = [_mean(rs, "timing", "latency_ms", k) for k in ("mean", "median", "p95")]
         peak, before = _mean(rs, "memory", "peak_rss_mb"), _mean(rs, "memory", "rss_before_mb")
         row = (f"| {method} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
                f"{_mean(rs, 'timing', 'throughput', 'images_per_s'):.1f} | "
                f"{_mean(rs, 'timing', 'fit_s'):.1f} | {peak:.0f} (+{peak - before:.0f}) | "
-               f"{' x '.join(map(str, bank)) if bank else '-'} |")
+               f"{state} |")
         if real:
             pub = (paper.published(method) or {}).get("ms")
             row += f" {pub:.1f} |" if pub is not None else " |"
@@ -238,8 +242,10 @@ def failures(records: Sequence[dict[str, Any]]) -> list[str]:
     return ["## Failed cells", "", *(f"- `{r['cell']['id']}`: {r['error']}" for r in bad), ""]
 
 
-def notes(real: bool, plots: Sequence[str]) -> list[str]:
+def notes(records: Sequence[dict[str, Any]], real: bool, plots: Sequence[str]) -> list[str]:
     """How to read the numbers."""
+    resamples = _distinct([r for r in records if r["status"] == "ok"],
+                          "metrics", "image_auroc", "bootstrap", "resamples")
     lines = [
         "## Notes",
         "",
@@ -247,11 +253,11 @@ def notes(real: bool, plots: Sequence[str]) -> list[str]:
          "selected by the `category` column. *Average* rows are the mean of the group's "
          "per-type AUROCs (the paper's Table 3); *pooled* rows compare normal images with "
          "all of the group's images at once."),
-        ("- 95% CI: percentile bootstrap (seeded) in which the normal images and each anomaly "
-         "type are resampled separately. With several seeds a cell shows mean ± standard "
-         "deviation over seeds instead."),
-        ("- `memory bank` is the learned state's main buffer (rows x dims) where a method has "
-         "one; peak RSS is the process's high-water mark during the cell (model building, fit "
+        (f"- 95% CI: percentile bootstrap ({resamples} resamples, seeded) in which the normal "
+         "images and each anomaly type are resampled separately. With several seeds a cell "
+         "shows mean ± standard deviation over seeds instead."),
+        ("- *learned state*: the memory bank (rows x dims) where a method has one, else its "
+         "largest learned buffer; peak RSS is the process's high-water mark during the cell (model building, fit "
          "and both prediction passes), in brackets its growth over the cell's start."),
     ]
     if real:
@@ -275,5 +281,5 @@ def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()
     if groups:
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
         lines += table4(groups, real)
-    lines += failures(records) + notes(real, plots)
+    lines += failures(records) + notes(records, real, plots)
     return "\n".join(lines)
