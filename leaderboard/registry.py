@@ -44,6 +44,12 @@ METHODS: dict[str, MethodEntry] = {
             hidden=True,
         ),
         MethodEntry(
+            "padim",
+            "baselines.padim:PaDiM",
+            "Gaussian per patch position of layer1-3 features, Mahalanobis distance",
+            "Defard et al., ICPR 2021",
+        ),
+        MethodEntry(
             "patchsvdd",
             None,
             "patch-level SVDD with self-supervised training",
