@@ -120,6 +120,7 @@ class Detector(nn.Module):
             "format_version": FORMAT_VERSION,
             "class": f"{type(self).__module__}:{type(self).__qualname__}",
             "config": json.dumps(self.config, sort_keys=True),
+            **self._extra_metadata(),
         }
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata=meta)
@@ -160,7 +161,15 @@ class Detector(nn.Module):
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as err:
             raise DetectorError(f"{path} does not match {qualname}'s state: {err}") from None
+        model._after_load(meta)
         return model
+
+    def _extra_metadata(self) -> dict[str, str]:
+        """Extra string metadata for the file header (e.g. the backbone weights' sha256)."""
+        return {}
+
+    def _after_load(self, meta: dict[str, str]) -> None:
+        """Check the loaded model against the file header; raise DetectorError to refuse it."""
 
     def _prepare_for_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """Resize learned buffers to the shapes in ``tensors`` before ``load_state_dict``.

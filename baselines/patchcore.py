@@ -1,0 +1,214 @@
+"""PatchCore as the SA-PatchCore paper runs it (Roth et al., CVPR 2022; Ishida et al. 2023, sec. IV).
+
+Patch features: backbone layer2 and layer3, each 3x3 average-pooled (stride 1), layer3 upsampled
+(nearest) to layer2's grid and concatenated (1536-d for WideResNet50-2). Memory bank: a 1% greedy
+k-center coreset of all training patches. Patch score: L2 distance to the nearest bank vector;
+image score: the largest patch score (official code, before upsampling); map: patch scores
+upsampled to the input and blurred (sigma 4). PatchCore paper eq. 7 reweighting is an option.
+
+Subclasses change the per-layer aggregation only: override :meth:`PatchCore.aggregate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from baselines.base import Detector, Prediction
+from baselines.components.aggregate import concat_layers, local_avg, to_patches
+from baselines.components.anomaly_map import anomaly_map
+from baselines.components.backbones import FeatureExtractor, get_spec
+from baselines.components.coreset import gather_rows, greedy_coreset
+from baselines.components.nn_search import NearestNeighbors
+from baselines.errors import DetectorError, InputError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class PatchCore(Detector):
+    """Memory bank of locally aggregated patch features, scored by nearest-neighbour distance."""
+
+    name = "patchcore"
+    description = "PatchCore: avg-pooled layer2+layer3 patches, 1% coreset, 1-NN distance"
+    paper = "Roth et al., Towards Total Recall in Industrial Anomaly Detection, CVPR 2022"
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "wide_resnet50_2",
+        weights: str = "imagenet",
+        device: str = "cpu",
+        seed: int = 0,
+        coreset_ratio: float = 0.01,
+        projection_dim: int | None = 128,
+        coreset_start: int = 0,
+        reweight: bool = False,
+        num_neighbors: int = 9,
+        sigma: float = 4.0,
+        precision: str = "fp32",
+        channels_last: bool = True,
+    ) -> None:
+        if not 0 < coreset_ratio <= 1:
+            raise DetectorError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
+        if precision not in PRECISIONS:
+            raise DetectorError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        super().__init__(
+            backbone=backbone, weights=str(weights), device=str(device), seed=seed,
+            coreset_ratio=coreset_ratio, projection_dim=projection_dim,
+            coreset_start=coreset_start, reweight=reweight, num_neighbors=num_neighbors,
+            sigma=sigma, precision=precision, channels_last=channels_last,
+        )
+        self.device = torch.device(device)
+        extractor = FeatureExtractor(backbone, get_spec(backbone).layers, weights, seed)
+        if channels_last:
+            extractor = extractor.to(memory_format=torch.channels_last)
+        # Not a registered submodule: the backbone is structure, not learned state, so it stays
+        # out of state_dict() and saved files (its weights' sha256 identifies it instead).
+        object.__setattr__(self, "extractor", extractor.to(self.device))
+        self.backbone_sha256: str | None = extractor.weights_sha256
+        self.register_buffer("memory_bank_", torch.empty(0, 0, device=self.device))
+        self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=self.device))
+        self.last_timings: dict[str, float] = {}
+        self.fit_timings: dict[str, float] = {}
+        self._nn: NearestNeighbors | None = None
+
+    # -- the hook subclasses override ------------------------------------------------------
+    def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        """Local aggregation of backbone layer ``index`` (0 = layer2, 1 = layer3): 3x3 average
+        pooling, stride 1, as the official code (PatchCore paper eq. 2 with p = 3)."""
+        return local_avg(feature)
+
+    # -- feature pipeline ------------------------------------------------------------------
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PatchCore:
+        # .to()/.cuda() move the unregistered backbone too
+        super()._apply(fn, *args, **kwargs)
+        self.extractor._apply(fn, *args, **kwargs)
+        self._nn = None
+        return self
+
+    @contextmanager
+    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = images.to(self.device, non_blocking=True)
+        if self.config["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.config["precision"] == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                feats = self.extractor(x)
+        else:
+            feats = self.extractor(x)
+        return [f.float().contiguous() for f in feats.values()]
+
+    def embed(self, images: torch.Tensor, timings: dict[str, float] | None = None) -> torch.Tensor:
+        """Patch embedding ``(B, D, h, w)`` of checked images: backbone, aggregation, concat."""
+        timings = {} if timings is None else timings
+        with self._timed(timings, "backbone"):
+            feats = self._backbone(images)
+        with self._timed(timings, "aggregate"):
+            out = concat_layers([self.aggregate(i, f) for i, f in enumerate(feats)])
+        return out
+
+    # -- the contract ----------------------------------------------------------------------
+    def fit(self, batches: Iterable[torch.Tensor]) -> PatchCore:
+        """Embed every training patch, keep a greedy coreset of ``coreset_ratio`` of them."""
+        timings: dict[str, float] = {}
+        chunks: list[torch.Tensor] = []  # (n_i, D) float32 on CPU: the only full copy
+        size: tuple[int, int] | None = None
+        with torch.inference_mode():
+            for batch in batches:
+                images = self.check_images(batch, size=size)
+                size = size or tuple(images.shape[-2:])
+                emb = self.embed(images, timings)
+                with self._timed(timings, "aggregate"):
+                    chunks.append(to_patches(emb).cpu().contiguous())
+                del emb
+            if not chunks:
+                raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
+            total = sum(c.shape[0] for c in chunks)
+            with self._timed(timings, "coreset"):
+                keep = max(1, int(total * self.config["coreset_ratio"]))  # official: int(N * r)
+                if keep >= total:
+                    bank = torch.cat(chunks)
+                else:
+                    index = greedy_coreset(
+                        chunks, keep, project_dim=self.config["projection_dim"],
+                        seed=self.config["seed"], start=self.config["coreset_start"],
+                    )
+                    bank = gather_rows(chunks, index)
+            del chunks
+            self.memory_bank_ = bank.to(self.device)
+            self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
+            self._nn = None
+            self._mark_fitted()
+        timings["extract"] = timings.get("backbone", 0.0) + timings.get("aggregate", 0.0)
+        timings["total"] = timings["extract"] + timings["coreset"]
+        self.fit_timings = self.last_timings = timings
+        return self
+
+    def _searcher(self) -> NearestNeighbors:
+        if self._nn is None:
+            self._nn = NearestNeighbors(self.memory_bank_)
+        return self._nn
+
+    def predict(self, images: torch.Tensor) -> Prediction:
+        """Image scores (max patch distance, or eq. 7 reweighted) and sigma-4 anomaly maps."""
+        self.check_fitted()
+        size = tuple(self.input_size_.tolist())
+        images = self.check_images(images, size=size)
+        timings: dict[str, float] = {}
+        with torch.inference_mode():
+            emb = self.embed(images, timings)
+            b, _, h, w = emb.shape
+            with self._timed(timings, "search"):
+                patches = to_patches(emb)
+                dist, nearest = self._searcher().search(patches, k=1)
+                patch_scores = dist[:, 0].view(b, h * w).to(self.device)
+                scores, where = patch_scores.max(dim=1)
+                if self.config["reweight"]:
+                    scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))
+            with self._timed(timings, "map"):
+                maps = anomaly_map(patch_scores.view(b, h, w), size, self.config["sigma"])
+        self.last_timings = timings
+        return Prediction(scores=scores.cpu(), maps=maps.cpu())
+
+    def _reweight(
+        self, scores: torch.Tensor, where: torch.Tensor, patches: torch.Tensor, nearest: torch.Tensor
+    ) -> torch.Tensor:
+        """PatchCore eq. 7: s = (1 - exp(s*) / sum_{m in N_b(m*)} exp(|m_test - m|)) * s*, with
+        N_b(m*) the ``num_neighbors`` bank vectors nearest to m* (m* itself included)."""
+        b = scores.shape[0]
+        hw = nearest.shape[1]
+        m_test = patches.view(b, hw, -1)[torch.arange(b), where]  # (B, D) most anomalous patch
+        m_star = self.memory_bank_[nearest[torch.arange(b), where]]  # (B, D) its nearest
+        _, support = self._searcher().search(m_star, k=self.config["num_neighbors"])
+        dists = torch.linalg.vector_norm(
+            m_test.unsqueeze(1) - self.memory_bank_[support.to(self.device)], dim=2
+        )  # (B, b)
+        weight = 1 - torch.exp(scores - torch.logsumexp(dists, dim=1))
+        return weight * scores
+
+    # -- persistence -----------------------------------------------------------------------
+    def _extra_metadata(self) -> dict[str, str]:
+        return {"backbone_sha256": self.backbone_sha256 or "none"}
+
+    def _after_load(self, meta: dict[str, str]) -> None:
+        saved = meta.get("backbone_sha256")
+        mine = self.backbone_sha256 or "none"
+        if saved != mine:
+            raise DetectorError(
+                f"the backbone weights differ from those the model was fitted with (sha256 "
+                f"{mine[:12]} here, {str(saved)[:12]} in the file): pass the same --weights "
+                f"({self.config['weights']!r}) or fit again"
+            )
+        self._nn = None
+
