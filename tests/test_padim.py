@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from baselines.components.gaussian import GaussianAccumulator, mahalanobis
+from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
 from baselines.errors import DetectorError, InputError, NotFittedError
 from baselines.padim import PaDiM
 
@@ -83,23 +83,38 @@ def test_matches_straightforward_implementation(
     assert set(model.fit_timings) >= {"extract", "gaussian"}
 
 
+def test_block_triangle_packing() -> None:
+    layout = BlockTriangle.for_dim(150)
+    assert layout.edges == (0, 75, 150) and layout.size == 75 * 75 + 75 * 150
+    lower = torch.randn(2, 150, 150).tril()
+    packed = torch.empty(2, layout.size)
+    layout.pack(lower, packed)
+    assert torch.equal(layout.unpack(packed), lower)
+    sym = lower + lower.tril(-1).transpose(1, 2)
+    layout.pack(sym, packed)
+    assert torch.equal(layout.unpack_symmetric(packed, torch.float64), sym.double())
+
+
 def test_streaming_gaussian_equals_numpy_despite_a_large_mean() -> None:
     # features with a mean 1000x their spread: a plain float32 sum of x x^T would lose the
     # covariance to cancellation; the shifted accumulation keeps it
     g = torch.Generator().manual_seed(0)
-    n, d, p = 23, 6, 5
+    n, d, p = 23, 130, 3  # d = 130: two row blocks of the packed triangle
     x = 300.0 + 0.3 * torch.randn(n, d, p, generator=g)
     acc = GaussianAccumulator(p, d, torch.device("cpu"), block=4)
     for part in x.split([7, 1, 15]):
         acc.add(part)
-    mean, factor = acc.finalize(eps=0.01)
+    mean, packed = acc.finalize(eps=0.01)
+    factor = acc.layout.unpack(packed)
+    assert torch.equal(factor, factor.tril())
     xd = x.double().numpy()
     for pos in range(p):
         cov = np.cov(xd[:, :, pos], rowvar=False) + 0.01 * np.eye(d)
         w = factor[pos].double().numpy()
-        np.testing.assert_allclose(w.T @ w, np.linalg.inv(cov), rtol=1e-4)
+        inv = np.linalg.inv(cov)
+        np.testing.assert_allclose(w.T @ w, inv, rtol=1e-4, atol=1e-5 * np.abs(inv).max())
         np.testing.assert_allclose(mean[pos].numpy(), xd[:, :, pos].mean(0), rtol=1e-6)
-    dist = mahalanobis(x[:3], mean, factor)
+    dist = mahalanobis(x[:3], mean, packed, acc.layout)
     diff = xd[:3, :, 0] - xd[:, :, 0].mean(0)
     inv = np.linalg.inv(np.cov(xd[:, :, 0], rowvar=False) + 0.01 * np.eye(d))
     expect = np.sqrt(np.einsum("bi,ij,bj->b", diff, inv, diff))
@@ -122,7 +137,7 @@ def test_save_load_round_trip(fitted: PaDiM, tmp_path: Path) -> None:
     assert not any(k.startswith("extractor") for k in fitted.state_dict())  # backbone not saved
     after = loaded.predict(test)
     assert torch.equal(before.scores, after.scores) and torch.equal(before.maps, after.maps)
-    assert fitted.state_summary()["factor_"] == [8 * 8, 60, 60]
+    assert fitted.state_summary()["factor_"] == [8 * 8, 60 * 60]  # one row block
 
 
 def test_predict_is_deterministic(fitted: PaDiM) -> None:
