@@ -26,17 +26,27 @@ LIBRARIES = ("cadsd-bench", "torch", "torchvision", "numpy", "faiss-cpu", "sciki
 
 
 def git_sha(where: Path | None = None) -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), or ``"unknown"``."""
-    cwd = where or Path(__file__).resolve().parent
+    """The checkout's commit (``+dirty`` with uncommitted changes), or ``"unknown"``.
+
+    Only when this file is tracked by that checkout: an installed copy inside some other
+    repository (a venv in a project folder) must not report that project's commit.
+    """
+    here = Path(__file__).resolve()
+    cwd = where or here.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=5, check=False)
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=5,
-                               check=False).stdout.strip()
+        sha = git("rev-parse", "HEAD")
+        tracked = git("ls-files", "--error-unmatch", str(here))
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"{sha}+dirty" if dirty else sha or "unknown"
+    if sha.returncode != 0 or tracked.returncode != 0 or not sha.stdout.strip():
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def library_versions() -> dict[str, str]:

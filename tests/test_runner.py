@@ -110,3 +110,10 @@ def test_folder_with_other_results_is_refused(tiny: BenchData, tmp_path: Path) -
     with pytest.raises(BenchError, match="--force"):
         _run(tiny, tmp_path, ["dummy"], backbone="resnet18")
     _run(tiny, tmp_path, ["dummy"], backbone="resnet18", force=True)
+
+
+def test_git_sha_unknown_outside_a_checkout(tmp_path: Path) -> None:
+    from leaderboard.environment import git_sha
+
+    assert git_sha(tmp_path) == "unknown"
+    assert git_sha() == "unknown" or len(git_sha().split("+")[0]) == 40
