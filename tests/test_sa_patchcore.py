@@ -1,0 +1,67 @@
+"""Golden tests: SA-PatchCore's attention is the official loop (per channel, unscaled) and
+eq. 4 is softmax(XX^T/sqrt(C))X; the subclasses change nothing but the layer3 branch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from baselines.components.aggregate import local_avg, local_max
+from baselines.patchcore import PatchCore
+from sa_patchcore import SAPatchCore, SAPatchCoreEq4
+from sa_patchcore.attention import channel_attention, token_attention
+
+
+def _official_loop(feature: torch.Tensor) -> torch.Tensor:
+    """Literal transcription of run.py's attention on an already max-pooled map (B, C, H, W)."""
+    b, c, h, w = feature.shape
+    flat = torch.flatten(feature, 2, 3)
+    q = torch.reshape(flat, (b, c, h * w, 1))  # (B, C, HW, 1)
+    k = torch.reshape(flat, (b, c, 1, h * w))  # (B, C, 1, HW)
+    v = torch.reshape(flat, (b, c, h * w, 1))
+    out = torch.nn.functional.softmax(torch.matmul(q, k), dim=-1)  # no scaling
+    return torch.reshape(torch.matmul(out, v), (b, c, w, w))
+
+
+def _features(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    # ReLU features of realistic size: products x_i * x_j reach ~50, so softmax is peaked
+    return torch.relu(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 2.5)
+
+
+def test_channel_attention_is_the_official_loop() -> None:
+    x = local_max(_features((2, 64, 14, 14), seed=0))
+    ours, ref = channel_attention(x), _official_loop(x)
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-5)
+    # it is not the identity, and not eq. 4: the golden test can tell them apart
+    assert not torch.allclose(ours, x, atol=1e-2)
+    assert not torch.allclose(ours, token_attention(x), atol=1e-2)
+
+
+def test_eq4_token_attention_is_its_formula() -> None:
+    x = _features((2, 32, 7, 7), seed=1)
+    tokens = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+    weights = torch.softmax(tokens @ tokens.transpose(1, 2) / 32**0.5, dim=-1)
+    expected = (weights @ tokens).transpose(1, 2).reshape(x.shape)
+    assert torch.allclose(token_attention(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_hooks_change_only_the_layer3_branch() -> None:
+    layer2, layer3 = _features((1, 8, 28, 28), seed=2), _features((1, 16, 14, 14), seed=3)
+    models = [cls.__new__(cls) for cls in (PatchCore, SAPatchCore, SAPatchCoreEq4)]
+    for model in models:  # the hook is pure: no backbone needed to test it
+        assert torch.equal(model.aggregate(0, layer2), local_avg(layer2))
+    assert torch.equal(models[0].aggregate(1, layer3), local_avg(layer3))
+    assert torch.equal(models[1].aggregate(1, layer3), channel_attention(local_max(layer3)))
+    assert torch.equal(models[2].aggregate(1, layer3), token_attention(local_max(layer3)))
+
+
+def test_sa_patchcore_fits_and_round_trips(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.interpolate(torch.rand(4, 3, 14, 14, generator=gen), size=112)
+    model = SAPatchCore(backbone="mobilenet_v2").fit([images[:3]])
+    assert model.name == "sa_patchcore" and model.state_summary()["memory_bank_"] == [5, 128]
+    pred = model.predict(images[3:])
+    loaded = SAPatchCore.load(model.save(tmp_path / "sa.safetensors"))
+    assert type(loaded) is SAPatchCore
+    assert torch.equal(loaded.predict(images[3:]).scores, pred.scores)
