@@ -65,6 +65,8 @@ class RichReporter(Reporter):
     def stage(self, name: str, total: int) -> None:
         self.progress.reset(self.current, total=max(total, 1),
                             description=f"{self.cell}: {name}")
+        if not self.console.is_terminal:  # a log file gets no live bars: one line per stage
+            self.console.print(f"{self.cell}: {name} ({total} steps)", highlight=False)
 
     def advance(self, steps: int = 1) -> None:
         if self.current is not None:
