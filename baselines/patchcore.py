@@ -20,7 +20,7 @@ import torch
 
 from baselines.base import Detector, Prediction
 from baselines.components.aggregate import concat_layers, local_avg, to_patches
-from baselines.components.anomaly_map import anomaly_map
+from baselines.components.anomaly_map import anomaly_map, map_matrices
 from baselines.components.backbones import FeatureExtractor, get_spec
 from baselines.components.coreset import gather_rows, greedy_coreset
 from baselines.components.nn_search import NearestNeighbors
@@ -75,6 +75,7 @@ class PatchCore(Detector):
         self.last_timings: dict[str, float] = {}
         self.fit_timings: dict[str, float] = {}
         self._nn: NearestNeighbors | None = None
+        self._map_matrices: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- the hook subclasses override ------------------------------------------------------
     def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,9 @@ class PatchCore(Detector):
         # .to()/.cuda() move the unregistered backbone too
         super()._apply(fn, *args, **kwargs)
         self.extractor._apply(fn, *args, **kwargs)
-        self._nn = None
+        self.device = self.memory_bank_.device
+        self.config["device"] = str(self.device)
+        self._nn, self._map_matrices = None, {}
         return self
 
     @contextmanager
@@ -177,7 +180,10 @@ class PatchCore(Detector):
                 if self.config["reweight"]:
                     scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))
             with self._timed(timings, "map"):
-                maps = anomaly_map(patch_scores.view(b, h, w), size, self.config["sigma"])
+                key = (h, w, size, self.device)
+                if key not in self._map_matrices:
+                    self._map_matrices[key] = map_matrices((h, w), size, self.config["sigma"], self.device)
+                maps = anomaly_map(patch_scores.view(b, h, w), size, matrices=self._map_matrices[key])
         self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
 

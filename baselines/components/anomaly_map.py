@@ -1,10 +1,10 @@
 """Anomaly map: patch scores upsampled to the input size, then a Gaussian blur (sigma 4).
 
 The official code does ``cv2.resize`` (bilinear, half-pixel centres, edge clamping) then
-``scipy.ndimage.gaussian_filter(sigma=4)``. Here both are torch: bilinear ``interpolate`` with
-``align_corners=False`` is the same resampling as cv2's INTER_LINEAR on float maps, and the blur
-is scipy's filter exactly (separable kernel of radius ``int(truncate * sigma + 0.5)``, mode
-'reflect' = the edge sample repeated: d c b a | a b c d | d c b a).
+``scipy.ndimage.gaussian_filter(sigma=4)``. Here both are torch: linear resampling with
+``align_corners=False`` is cv2's INTER_LINEAR on float maps, and the blur is scipy's filter
+(separable kernel of radius ``int(truncate * sigma + 0.5)``, mode 'reflect' = the edge sample
+repeated: d c b a | a b c d | d c b a), written as matrices.
 """
 
 from __future__ import annotations
@@ -30,24 +30,62 @@ def _reflect_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
+def blur_matrix(n: int, sigma: float = SIGMA, truncate: float = TRUNCATE,
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(n, n)`` matrix ``G`` with ``G @ v`` = scipy's 1-D Gaussian filter of ``v`` ('reflect')."""
+    kernel = gaussian_kernel1d(sigma, truncate)
+    radius = kernel.numel() // 2
+    src = _reflect_index(n, radius, torch.device(device)).unfold(0, kernel.numel(), 1)  # (n, taps)
+    out = torch.zeros(n, n, dtype=torch.float64, device=device)
+    out.scatter_add_(1, src, kernel.to(device).expand(n, -1))
+    return out.to(dtype)
+
+
+def linear_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(n_out, n_in)`` matrix of 1-D linear resampling (half-pixel centres, clamped edges:
+    ``interpolate(..., mode='linear', align_corners=False)`` = cv2's INTER_LINEAR)."""
+    eye = torch.eye(n_in, dtype=torch.float64, device=device).unsqueeze(1)  # (n_in, 1, n_in)
+    cols = F.interpolate(eye, size=n_out, mode="linear", align_corners=False)  # (n_in, 1, n_out)
+    return cols[:, 0].T.to(dtype)
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: float = SIGMA, truncate: float = TRUNCATE) -> torch.Tensor:
     """Blur ``(B, H, W)`` maps like ``scipy.ndimage.gaussian_filter(m, sigma, mode='reflect')``."""
     if sigma <= 0:
         return maps
-    kernel = gaussian_kernel1d(sigma, truncate).to(maps.device, maps.dtype)
-    pad = kernel.numel() // 2
-    b, h, w = maps.shape
-    x = maps.unsqueeze(1)  # (B, 1, H, W)
-    x = x.index_select(2, _reflect_index(h, pad, maps.device))
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1))  # along H
-    x = x.index_select(3, _reflect_index(w, pad, maps.device))
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1))  # along W
-    return x.view(b, h, w)
+    _, h, w = maps.shape
+    rows = blur_matrix(h, sigma, truncate, maps.device, maps.dtype)
+    cols = blur_matrix(w, sigma, truncate, maps.device, maps.dtype)
+    return rows @ maps @ cols.T
+
+
+def map_matrices(
+    grid: tuple[int, int], size: tuple[int, int], sigma: float = SIGMA,
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(R, C)`` with ``R @ s @ C.T`` = blur(upsample(s)) for ``grid``-sized scores ``s``.
+
+    Both steps are linear and separable, so two small products replace a 33-tap convolution
+    over the full-size map; compute them once per (grid, size, sigma) and reuse them.
+    """
+    mats = []
+    for n_in, n_out in zip(grid, size):
+        m = linear_matrix(n_in, n_out, device, torch.float64)
+        if sigma > 0:
+            m = blur_matrix(n_out, sigma, device=device, dtype=torch.float64) @ m
+        mats.append(m.to(dtype))
+    return mats[0], mats[1]
 
 
 def anomaly_map(
-    patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = SIGMA
+    patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = SIGMA,
+    matrices: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """``(B, h, w)`` patch scores -> ``(B, *size)`` map: bilinear upsampling, Gaussian blur."""
-    up = F.interpolate(patch_scores.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
-    return gaussian_blur(up.squeeze(1), sigma)
+    """``(B, h, w)`` patch scores -> ``(B, *size)`` map: bilinear upsampling (cv2.resize), then
+    a Gaussian blur (scipy, sigma 4). ``matrices``: from :func:`map_matrices`, to reuse them."""
+    if matrices is None:
+        matrices = map_matrices(tuple(patch_scores.shape[-2:]), size, sigma,
+                                patch_scores.device, patch_scores.dtype)
+    rows, cols = matrices
+    return rows @ patch_scores @ cols.T
