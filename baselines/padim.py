@@ -116,7 +116,7 @@ class PaDiM(Detector):
         gen = torch.Generator().manual_seed(self.config["seed"])
         return torch.randperm(total, generator=gen)[:n].sort().values
 
-    def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = images.to(self.device)
         if self.config["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -144,7 +144,7 @@ class PaDiM(Detector):
             for batch in batches:
                 images = self.check_images(batch, size=size)
                 with self._timed(timings, "extract"):
-                    feats = self._features(images)
+                    feats = self._backbone(images)
                     if acc is None:
                         size = (int(images.shape[-2]), int(images.shape[-1]))
                         self.idx_ = self._select_dims(tuple(f.shape[1] for f in feats)).to(
@@ -180,7 +180,7 @@ class PaDiM(Detector):
         timings: dict[str, float] = {}
         with torch.inference_mode():
             with self._timed(timings, "backbone"):
-                emb = self._embed(self._features(images))  # (B, d, h, w)
+                emb = self._embed(self._backbone(images))  # (B, d, h, w)
                 b, _, h, w = emb.shape
             with self._timed(timings, "mahalanobis"):
                 layout = BlockTriangle(tuple(self.row_blocks_.tolist()))

@@ -73,15 +73,18 @@ class BlockTriangle:
     def unpack(self, packed: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The full ``(c, d, d)`` matrices with ``packed``'s lower blocks (zeros above them)."""
         d = self.dim
-        full = torch.zeros(packed.shape[0], d, d, dtype=dtype or packed.dtype, device=packed.device)
+        packed = packed.to(dtype or packed.dtype)  # convert contiguous first: strided casts are slow
+        full = torch.zeros(packed.shape[0], d, d, dtype=packed.dtype, device=packed.device)
         for r0, r1, off in self.rows:
             full[:, r0:r1, :r1] = self.block(packed, r0, r1, off)
         return full
 
     def unpack_symmetric(self, packed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The full symmetric ``(c, d, d)`` matrices whose lower triangles ``packed`` holds."""
-        full = self.unpack(packed, dtype)
-        return full.tril() + full.tril(-1).transpose(1, 2)
+        full = self.unpack(packed, dtype)  # diagonal blocks are stored whole (both triangles)
+        for r0, r1, _ in self.rows[:-1]:  # mirror the blocks below into the zeros above
+            full[:, r0:r1, r1:] = full[:, r1:, r0:r1].transpose(1, 2)
+        return full
 
 
 def _chunks(total: int, size: int) -> list[tuple[int, int]]:
