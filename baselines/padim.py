@@ -31,7 +31,7 @@ import torch
 
 from baselines.base import Detector, Prediction
 from baselines.components.aggregate import upsample_nearest
-from baselines.components.anomaly_map import anomaly_map
+from baselines.components.anomaly_map import anomaly_map, map_matrices
 from baselines.components.backbones import FeatureExtractor, get_spec
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
 from baselines.errors import DetectorError, InputError
@@ -83,6 +83,7 @@ class PaDiM(Detector):
         self.backbone_sha256: str | None = extractor.weights_sha256
         self.last_timings: dict[str, float] = {}
         self.fit_timings: dict[str, float] = {}
+        self._map_matrices: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # per grid/size
         dev = self.device
         self.register_buffer("idx_", torch.zeros(0, dtype=torch.long, device=dev))  # (d,) sorted
         self.register_buffer("mean_", torch.zeros(0, 0, device=dev))  # (P, d)
@@ -97,6 +98,7 @@ class PaDiM(Detector):
         self.extractor._apply(fn, *args, **kwargs)
         if hasattr(self, "fitted_"):
             self.device = self.fitted_.device
+        self._map_matrices = {}
         return self
 
     @contextmanager
@@ -186,7 +188,11 @@ class PaDiM(Detector):
                 layout = BlockTriangle(tuple(self.row_blocks_.tolist()))
                 dist = mahalanobis(emb.flatten(2), self.mean_, self.factor_, layout).view(b, h, w)
             with self._timed(timings, "map"):
-                maps = anomaly_map(dist, size, self.config["sigma"])
+                key = (h, w, size, self.device)
+                if key not in self._map_matrices:  # upsample + blur as two cached products
+                    self._map_matrices[key] = map_matrices((h, w), size, self.config["sigma"],
+                                                           self.device)
+                maps = anomaly_map(dist, size, matrices=self._map_matrices[key])
                 scores = maps.flatten(1).amax(1)
         self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
