@@ -105,6 +105,48 @@ def build_cmd(
     return 0
 
 
+# --- synth ------------------------------------------------------------------------------------
+
+
+@cli.command("synth")
+@click.option("--out", type=click.Path(file_okay=False), help="write a synthetic CAD-SD here")
+@click.option("--audit", "audit_dir", type=click.Path(file_okay=False),
+              help="instead: audit this dataset for global-statistic shortcuts")
+@click.option("--seed", default=0, show_default=True, help="same seed -> byte-identical files")
+@click.option("--counts", default="paper", show_default=True,
+              help="paper (400 / 210+41+41+44+40) or small (a tiny set for tests)")
+@click.option("--size", default=256, show_default=True, help="image side in pixels")
+@click.option("--workers", type=int, help="worker processes (default: all CPUs)")
+@click.option("--force", is_flag=True, help="replace a non-empty --out")
+def synth_cmd(
+    out: str | None,
+    audit_dir: str | None,
+    seed: int,
+    counts: str,
+    size: int,
+    workers: int | None,
+    force: bool,
+) -> int:
+    """Generate a procedural CAD-SD (official layout + ground_truth masks), or audit one.
+
+    --audit DIR prints the AUROC of trivial global statistics (saturation, dark area, product
+    area, brightness) per anomaly type and exits 1 when a documented shortcut limit is exceeded.
+    """
+    if (out is None) == (audit_dir is None):
+        raise click.UsageError("pass exactly one of --out DIR (generate) or --audit DIR")
+    if audit_dir is not None:
+        from cadsd.synth import audit, print_audit, violations
+
+        rows = audit(audit_dir)
+        print_audit(rows, Console())
+        return 1 if violations(rows) else 0
+    from cadsd.synth import generate
+
+    path = generate(out, seed=seed, counts=counts, size=size, workers=workers, overwrite=force)
+    click.echo(f"synthetic CAD-SD ({counts}, seed {seed}, {size}px) written to {path}")
+    return 0
+
+
 # --- download / verify / card / push ----------------------------------------------------------
 
 _SOURCE_HELP = (
