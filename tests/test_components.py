@@ -95,10 +95,11 @@ def test_projection_is_seeded_and_chunks_equal_whole() -> None:
     assert torch.equal(gather_rows(chunks, index), x[index])
 
 
-def test_faiss_search_matches_cdist() -> None:
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_search_matches_cdist(backend: str) -> None:
     gen = torch.Generator().manual_seed(0)
     bank, queries = torch.randn(300, 48, generator=gen), torch.randn(1000, 48, generator=gen)
-    dist, idx = NearestNeighbors(bank).search(queries, k=3)
+    dist, idx = NearestNeighbors(bank, backend).search(queries, k=3)
     ref = torch.cdist(queries, bank)
     ref_d, ref_i = ref.topk(3, largest=False)
     assert torch.equal(idx, ref_i)

@@ -16,10 +16,13 @@ _QUERY_BLOCK = 1 << 14  # query rows per call: bounds the (queries x bank) dista
 class NearestNeighbors:
     """Exact k-NN over a fixed bank ``(M, D)``; build once, search many times."""
 
-    def __init__(self, bank: torch.Tensor) -> None:
+    def __init__(self, bank: torch.Tensor, backend: str = "auto") -> None:
+        """``backend``: ``faiss`` (CPU), ``torch`` (any device) or ``auto`` (faiss on CPU)."""
         self.bank = bank.detach().float().contiguous()
         self._index = None
-        if self.bank.device.type == "cpu":
+        if backend == "auto":
+            backend = "faiss" if self.bank.device.type == "cpu" else "torch"
+        if backend == "faiss":
             import faiss
 
             self._index = faiss.IndexFlatL2(self.bank.shape[1])
