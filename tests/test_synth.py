@@ -155,9 +155,18 @@ def test_ensure_synthetic_uses_cache(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
     path = ensure_synthetic(seed=3, counts="small", size=64, progress=False)
     assert path == cache.synthetic_dataset_dir(3, "small", 64) and is_complete(path, "small")
-    stamp = (path / "train" / "0_good" / "000.jpg").stat().st_mtime_ns
+    first = path / "train" / "0_good" / "000.jpg"
+    inode = first.stat().st_ino
     assert ensure_synthetic(seed=3, counts="small", size=64, progress=False) == path
-    assert (path / "train" / "0_good" / "000.jpg").stat().st_mtime_ns == stamp
+    assert first.stat().st_ino == inode  # cached: not regenerated
+    # A set drawn by another renderer version is regenerated in place; so is a damaged one.
+    monkeypatch.setattr(dataset, "RENDER_VERSION", dataset.RENDER_VERSION + 1)
+    assert ensure_synthetic(seed=3, counts="small", size=64, progress=False) == path
+    assert first.stat().st_ino != inode
+    first.unlink()
+    assert ensure_synthetic(seed=3, counts="small", size=64, progress=False) == path
+    assert is_complete(path, "small")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []
 
 
 def _exit_code(argv: list[str]) -> int:

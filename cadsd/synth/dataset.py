@@ -8,6 +8,7 @@ into place only when complete, so an interrupted run never leaves a half dataset
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -36,6 +37,8 @@ COUNTS: dict[str, dict[tuple[str, str], int]] = {
     },
 }
 JPEG_QUALITY = 92
+#: Bump whenever the rendering changes, so cached sets (:func:`ensure_synthetic`) are redrawn.
+RENDER_VERSION = 1
 CHUNK = 8  # images per worker task: amortises inter-process overhead
 
 
@@ -217,20 +220,39 @@ def is_complete(root: str | Path, counts: str = "paper") -> bool:
     return True
 
 
+def _stamp(path: Path) -> Path:
+    """Sidecar next to a cached set naming the renderer that drew it (outside the dataset)."""
+    return path.with_name(f"{path.name}.json")
+
+
 def ensure_synthetic(
     seed: int = 0, counts: str = "paper", size: int = 256, progress: bool = True
 ) -> Path:
     """The cached synthetic set for (seed, counts, size), generated first when missing.
 
     Generation is atomic: a concurrent or interrupted run never leaves a partial set in the cache.
+    A set drawn by another :data:`RENDER_VERSION` is regenerated.
     """
     path = cache.synthetic_dataset_dir(seed, counts, size)
-    if path.is_dir() and is_complete(path, counts):
+    stamp = _stamp(path)
+    want = {"render_version": RENDER_VERSION, "seed": seed, "counts": counts, "size": size}
+
+    def current() -> bool:
+        try:
+            return json.loads(stamp.read_text()) == want and is_complete(path, counts)
+        except (OSError, ValueError):
+            return False
+
+    if current():
         return path
     try:
-        return generate(path, seed=seed, counts=counts, size=size, progress=progress,
-                        overwrite=path.exists())
+        generate(path, seed=seed, counts=counts, size=size, progress=progress,
+                 overwrite=path.exists())
     except CadsdError:
-        if path.is_dir() and is_complete(path, counts):  # another process finished first
-            return path
-        raise
+        # Another process may have installed the same set first (same seed: same bytes).
+        if not (path.is_dir() and is_complete(path, counts)):
+            raise
+    tmp = stamp.with_name(f".{stamp.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(want, sort_keys=True) + "\n")
+    os.replace(tmp, stamp)
+    return path
