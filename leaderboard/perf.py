@@ -1,7 +1,7 @@
 """Speed and memory benchmark of the memory-bank detectors (issue 3, item 7).
 
     python -m leaderboard.perf [--data DIR] [--backbones wide_resnet50_2,mobilenet_v2]
-                               [--methods patchcore,sa_patchcore] [--weights auto|none|imagenet]
+                               [--methods patchcore,sa_patchcore,padim] [--weights auto|none|imagenet]
                                [--threads 2] [--train N] [--test N] [--out FILE.json]
 
 On the synthetic CAD-SD at paper counts (400 train / 376 test, 224 px) each (method, backbone)
@@ -37,6 +37,7 @@ METHODS: dict[str, str] = {
     "patchcore": "baselines.patchcore:PatchCore",
     "sa_patchcore": "sa_patchcore.model:SAPatchCore",
     "sa_patchcore_eq4": "sa_patchcore.model:SAPatchCoreEq4",
+    "padim": "baselines.padim:PaDiM",
 }
 
 
@@ -97,6 +98,10 @@ def _targets() -> list[Target]:
             ), 1.1, ("wide_resnet50_2",),
         )
     )
+    out.append(  # issue 6: PaDiM at paper settings fits in 6 GB (the reference code: 16 GB)
+        Target("padim: peak RSS GB during fit", ("padim",),
+               lambda c: _get(c, "padim", "rss_fit_gb"), 6.0, ("wide_resnet50_2",))
+    )
     return out
 
 
@@ -137,6 +142,7 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
 def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, Any]:
     """Measure one (method, backbone) cell in this process (see the module docstring)."""
     import importlib
+    import inspect
 
     import torch
 
@@ -148,7 +154,9 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
         weights = "imagenet" if imagenet_available(backbone) else "none"
     module, _, attr = METHODS[method].partition(":")
     klass = getattr(importlib.import_module(module), attr)
-    settings = {"backbone": backbone, "weights": weights, "precision": args.precision}
+    settings = {"backbone": backbone, "weights": weights}
+    if "precision" in inspect.signature(klass).parameters:  # PaDiM has no bf16 option
+        settings["precision"] = args.precision
     train, _ = _load(args.data, "train", args.train)
     test, _ = _load(args.data, "test", args.test)
     model = klass(**settings)
@@ -166,7 +174,7 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     model.fit(_batches(train, FIT_BATCH))
     out["fit"] = {"wall": time.perf_counter() - start, **model.fit_timings}
     out["rss_fit_gb"] = _peak_rss_gb()
-    out["bank"] = list(model.memory_bank_.shape)
+    out["state"] = model.state_summary()  # the memory bank, or PaDiM's Gaussians
 
     test_f = test.float() / 255
     for i in range(WARMUP):
@@ -186,10 +194,11 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     with torch.inference_mode():  # the reference: forward alone + one exact search, batch 1
         x = test_f[:1]
         forward = _median_ms(lambda: model._backbone(x), 9)
-        patches = model.embed(x).permute(0, 2, 3, 1).reshape(-1, model.memory_bank_.shape[1])
-        search = _median_ms(lambda: model._searcher().search(patches), 9)
-    out["forward_b1_ms"], out["search_ms"] = forward, search
-    out["forward_plus_search_ms"] = forward + search
+        out["forward_b1_ms"] = forward
+        if hasattr(model, "_searcher"):  # memory-bank methods only
+            patches = model.embed(x).permute(0, 2, 3, 1).reshape(-1, model.memory_bank_.shape[1])
+            search = _median_ms(lambda: model._searcher().search(patches), 9)
+            out["search_ms"], out["forward_plus_search_ms"] = search, forward + search
 
     start = time.perf_counter()
     for batch in _batches(test, THROUGHPUT_BATCH):
@@ -224,6 +233,10 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+_FIT_COLUMNS = {"wall", "extract", "coreset", "total", "backbone", "aggregate"}
+_STAGE_COLUMNS = {"backbone", "aggregate", "search", "map"}
+
+
 def report(results: dict[str, Any]) -> str:
     """The printed tables: one row per cell, then the target ratios with PASS/MISS."""
     machine = (f"machine: {results['cpu']}; torch threads {results['threads']}; load average "
@@ -241,14 +254,25 @@ def report(results: dict[str, Any]) -> str:
         st, lat, fit = c["stages_ms"], c["latency_ms"], c["fit"]
         lines.append(
             f"{c['method']:18} {c['backbone']:16} {c['forward_train_s']:8.1f} {fit['wall']:7.1f} "
-            f"{fit['extract']:7.1f} {fit['coreset']:7.2f} {lat['mean']:7.1f} {lat['median']:7.1f} "
-            f"{lat['p95']:7.1f} {st['backbone']:6.1f} {st['aggregate']:6.1f} {st['search']:6.1f} "
+            f"{fit['extract']:7.1f} {_fmt(fit.get('coreset')):>7} {lat['mean']:7.1f} "
+            f"{lat['median']:7.1f} {lat['p95']:7.1f} {st['backbone']:6.1f} "
+            f"{_fmt(st.get('aggregate'), 1):>6} {_fmt(st.get('search'), 1):>6} "
             f"{st['map']:5.1f} {c['throughput_ips']:6.1f} {c['rss_fit_gb']:7.2f} "
             f"{c['rss_peak_gb']:5.2f}"
         )
     legend = ("(fit columns in s; latency in ms per image; bb/agg/search/map: mean ms of one "
               "batch-1 predict; agg is the attention for SA-PatchCore)")
-    lines += ["", legend, "", "targets:"]
+    lines += ["", legend]
+    for c in results["cells"]:  # stages without a column (PaDiM: gaussian, cholesky, mahalanobis)
+        fit_extra = {k: v for k, v in c.get("fit", {}).items() if k not in _FIT_COLUMNS}
+        st_extra = {k: v for k, v in c.get("stages_ms", {}).items() if k not in _STAGE_COLUMNS}
+        if fit_extra or st_extra:
+            lines.append(
+                f"{c['method']} / {c['backbone']}: fit "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in fit_extra.items())
+                + "; batch-1 predict " + ", ".join(f"{k} {v:.1f} ms" for k, v in st_extra.items())
+            )
+    lines += ["", "targets:"]
     for t in results["targets"]:
         mark = "n/a " if t["value"] is None else ("PASS" if t["value"] <= t["limit"] else "MISS")
         lines.append(f"  {mark}  {t['backbone']:16} {t['label']:40} {_fmt(t['value'], 3):>8} "
@@ -260,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m leaderboard.perf", description=__doc__.split("\n")[0])
     p.add_argument("--data", help="dataset folder (default: the cached synthetic CAD-SD, made if missing)")
     p.add_argument("--backbones", default="wide_resnet50_2,mobilenet_v2")
-    p.add_argument("--methods", default="patchcore,sa_patchcore")
+    p.add_argument("--methods", default="patchcore,sa_patchcore,padim")
     p.add_argument("--weights", default="auto", help="auto (ImageNet if offline-available, else none), none, imagenet or a path")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
