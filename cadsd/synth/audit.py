@@ -146,7 +146,10 @@ def print_audit(rows: list[AuditRow], console: Console | None = None) -> None:
 
     console = console or Console()
     cats = list(dict.fromkeys(r.category for r in rows))
-    table = Table(title="shortcut audit: AUROC of global statistics, normal vs category")
+    table = Table(
+        title="shortcut audit: AUROC of global statistics, normal test vs category",
+        caption="* has a limit: max(AUROC, 1 - AUROC) must stay <= the limit (cadsd.synth.audit)",
+    )
     table.add_column("statistic")
     for cat in cats:
         table.add_column(cat, justify="right")
@@ -154,15 +157,13 @@ def print_audit(rows: list[AuditRow], console: Console | None = None) -> None:
         cells = []
         for cat in cats:
             row = next(r for r in rows if r.statistic == stat and r.category == cat)
-            style = "" if row.ok else "bold red"
-            limit = f" (<= {row.limit:.2f})" if row.limit is not None else ""
-            cells.append(f"[{style}]{row.auroc:.3f}{limit}[/]" if style else f"{row.auroc:.3f}{limit}")
+            text = f"{row.auroc:.3f}" + ("*" if row.limit is not None else " ")
+            cells.append(text if row.ok else f"[bold red]{text}[/]")
         table.add_row(stat, *cells)
     console.print(table)
     bad = violations(rows)
-    if bad:
-        for r in bad:
-            console.print(f"[bold red]shortcut:[/] {r.statistic} separates {r.category} from "
-                          f"normal (separation {r.separation:.3f} > {r.limit:.2f})", highlight=False)
-    else:
+    for r in bad:
+        console.print(f"[bold red]shortcut:[/] {r.statistic} separates {r.category} from normal "
+                      f"(separation {r.separation:.3f} > limit {r.limit:.2f})", highlight=False)
+    if not bad:
         console.print("[green]no documented shortcut limit exceeded[/]")
