@@ -17,7 +17,7 @@ import numpy as np
 #: Rod diameter as a fraction of the frame, and its per-image jitter (camera height).
 DIAMETER = 0.09
 DIAMETER_JITTER = 0.035
-#: Rod length (the product spans about 85 % of the frame with the nut's overhang).
+#: Rod length: the product spans about 86 % of the frame.
 LENGTH = 9.6
 #: Thread pitch and depth (ISO metric profile: depth ~0.54 pitch).
 PITCH = 0.2
@@ -33,6 +33,8 @@ NUT_BEVEL = 0.16  # width of the rounded edges between flats
 NUT_INSET = (0.0, 0.8)
 #: Rotation of a nut about the rod axis: the product lies on the backdrop with the nut resting on
 #: one of its flats, so a flat faces the camera up to a small roll (radians, Gaussian sigma).
+#: Measured with the embedded MobileNetV2: a uniform roll over 60 degrees (with insets up to 1 d)
+#: spreads normal nuts so thin that SA-PatchCore's lacking AUROC falls from ~0.8 to ~0.67.
 NUT_ROLL = 0.15
 #: Small translation of the product's centre, as a fraction of the frame.
 SHIFT = 0.025
