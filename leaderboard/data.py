@@ -64,6 +64,7 @@ class BenchData:
     test: Split
     decode_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    generator: dict[str, Any] | None = None  # synthetic sets: the settings they were drawn with
 
     @property
     def synthetic(self) -> bool:
@@ -89,6 +90,7 @@ class BenchData:
             "fingerprint": self.fingerprint,
             "counts": self.counts(),
             "has_masks": self.test.masks is not None,
+            "generator": self.generator,
             "decode_s": round(self.decode_s, 4),
             "decode_ms_per_image": round(1000 * self.decode_s / max(n, 1), 3),
         }
@@ -101,6 +103,18 @@ class Resolved:
     name: str
     kind: str
     source: str
+    generator: dict[str, Any] | None = None
+
+
+def _generator(path: Path) -> dict[str, Any] | None:
+    """The settings sidecar ``<set>.json`` that ``cadsd synth`` keeps beside a cached set."""
+    import json
+
+    sidecar = path.with_name(f"{path.name}.json")
+    try:
+        return json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _real_ok(root: Path) -> bool:
@@ -122,7 +136,7 @@ def _synthetic(echo: Callable[[str], None], why: str) -> Resolved:
     echo(
         f"Dataset: SYNTHETIC CAD-SD (paper counts, seed 0) at {path}. {why}"
     )
-    return Resolved("synthetic", "synthetic", str(path))
+    return Resolved("synthetic", "synthetic", str(path), _generator(Path(path)))
 
 
 def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
@@ -155,7 +169,7 @@ def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
     if real.exists() and resolved == real.resolve():
         kind = "cadsd"
     elif resolved.is_relative_to((cache_root() / "synthetic").resolve()):
-        kind = "synthetic"
+        return Resolved(path.name, "synthetic", str(path), _generator(resolved))
     else:
         kind = "custom"
     return Resolved(path.name, kind, str(path))
@@ -269,4 +283,5 @@ def load(
         test=test_split,
         decode_s=t_train + t_test,
         notes=notes,
+        generator=resolved.generator,
     )

@@ -52,9 +52,10 @@ def roc_figure(records: Sequence[dict[str, Any]]) -> Any:
         ax.set_aspect("equal")
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("true positive rate")
-    kind = records[0]["dataset"]["kind"]
-    fig.suptitle(f"ROC curves, image level ({records[0]['dataset']['name']}, {kind}; "
-                 "legend: AUROC %)", fontsize=10)
+    d = records[0]["dataset"]
+    data = {"synthetic": "SYNTHETIC CAD-SD", "cadsd": "the real CAD-SD"}.get(
+        d["kind"], f"{d['name']} (not the real CAD-SD)")
+    fig.suptitle(f"ROC curves, image level, on {data} (legend: AUROC %)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -50,6 +50,24 @@ METHODS: dict[str, MethodEntry] = {
             "Defard et al., ICPR 2021",
         ),
         MethodEntry(
+            "patchcore",
+            "baselines.patchcore:PatchCore",
+            "PatchCore: avg-pooled layer2+layer3 patches, 1% coreset, 1-NN distance",
+            "Roth et al., CVPR 2022",
+        ),
+        MethodEntry(
+            "sa_patchcore",
+            "sa_patchcore.model:SAPatchCore",
+            "SA-PatchCore (official code): layer3 max-pooled + per-channel self-attention",
+            "Ishida et al., IEEE Access 2023",
+        ),
+        MethodEntry(
+            "sa_patchcore_eq4",
+            "sa_patchcore.model:SAPatchCoreEq4",
+            "SA-PatchCore (paper eq. 4): layer3 max-pooled + attention over positions",
+            "Ishida et al., IEEE Access 2023",
+        ),
+        MethodEntry(
             "patchsvdd",
             None,
             "patch-level SVDD with self-supervised training",

@@ -108,16 +108,19 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
     loads = [get(r, "memory", "other_cpu_cores") for r in records]
     loads = [x for x in loads if x is not None]
     mask_note = ", with masks" if d.get("has_masks") else ""
+    gen = d.get("generator")
+    generator = ("; drawn by `cadsd synth` with " + ", ".join(f"{k} {v}" for k, v in gen.items())
+                 if gen else "")
     sha = _distinct(records, "backbone", "weights_sha256")
     last = max(get(r, "environment", "finished_at") or "" for r in records)
     device = (f"{_distinct(records, 'environment', 'device')} "
               f"({_distinct(records, 'environment', 'device_name')}), "
-              f"{_distinct(records, 'environment', 'threads')} threads, "
+              f"torch threads {_distinct(records, 'environment', 'threads')}, "
               f"{env.get('cpu_count')} CPUs")
     load = (f"other processes used up to {max(loads):.2f} cores during the cells"
             if loads else "n/a")
     facts = [
-        ("Dataset", f"{d['name']} ({kind}{mask_note}) from `{d['source']}`"),
+        ("Dataset", f"{d['name']} ({kind}{mask_note}) from `{d['source']}`{generator}"),
         ("Fingerprint", ", ".join(f"`{f}`" for f in
                                   dict.fromkeys(r["dataset"]["fingerprint"] for r in records))),
         ("Images", f"train {train}; test {test}"),

@@ -30,6 +30,7 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables: no wrapping inside the words we check
 
 
 @pytest.mark.parametrize("args,message", [
@@ -104,9 +105,11 @@ def test_auto_dataset_says_which(tmp_path: Path, root: Path,
     import cadsd.synth
 
     monkeypatch.setattr(cadsd.synth, "ensure_synthetic", lambda **kw: root)
+    root.with_name(f"{root.name}.json").write_text('{"seed": 0, "render_version": 1}')
     lines: list[str] = []
     picked = data.resolve("auto", lines.append)
     assert picked.kind == "synthetic" and picked.source == str(root)
+    assert picked.generator == {"seed": 0, "render_version": 1}
     assert "SYNTHETIC" in lines[0] and "cadsd download" in lines[0]
 
     write_layout(tmp_path / "cache", counts=COUNTS, name="CAD-SD")  # the real one, cached
