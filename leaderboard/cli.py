@@ -87,15 +87,15 @@ def _pct(entry: dict | None) -> str:
 
 def _summary(result: BenchResult) -> None:
     table = Table(title="image AUROC (%)", title_justify="left")
-    for col in ("cell", "all", "local (avg)", "co-occurrence (avg)", "ms/image"):
+    for col in ("method", "seed", "all", "local (avg)", "co-occurrence (avg)", "ms/image"):
         table.add_column(col)
     for r in result.records:
         if r["status"] != "ok":
-            table.add_row(r["cell"]["id"], "[red]failed[/]", "", "", "")
+            table.add_row(r["method"]["name"], str(r["seed"]), "[red]failed[/]", "", "", "")
             continue
         auroc = r["metrics"]["image_auroc"]
         avg = auroc.get("average", {})
-        table.add_row(r["cell"]["id"], _pct(auroc["all"]), _pct(avg.get("local")),
+        table.add_row(r["method"]["name"], str(r["seed"]), _pct(auroc["all"]), _pct(avg.get("local")),
                       _pct(avg.get("co_occurrence")), f"{r['timing']['latency_ms']['mean']:.1f}")
     console.print(table)
     console.print(f"Leaderboard: [bold]{result.files['leaderboard']}[/] "

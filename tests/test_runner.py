@@ -117,3 +117,21 @@ def test_git_sha_unknown_outside_a_checkout(tmp_path: Path) -> None:
 
     assert git_sha(tmp_path) == "unknown"
     assert git_sha() == "unknown" or len(git_sha().split("+")[0]) == 40
+
+
+def test_saved_dataset_and_folder_agree(tmp_path: Path) -> None:
+    import cadsd.hf
+    from leaderboard import data
+
+    root = write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
+    cadsd.hf.build_to_disk(root, tmp_path / "built")
+    a, b = load(root), load(tmp_path / "built")
+    assert a.fingerprint == b.fingerprint
+    assert a.test.file_names == b.test.file_names and a.test.categories == b.test.categories
+    assert (a.test.images == b.test.images).all() and (a.test.masks == b.test.masks).all()
+    from baselines.preprocess import image_to_tensor
+
+    first = image_to_tensor(root / a.test.file_names[0])
+    assert (a.test.batch(0, 1)[0] == first).all()  # uint8 storage is exact
+    hub = data.resolve("hf:org/name@rev")
+    assert (hub.name, hub.kind, hub.source) == ("org__name", "custom", "hf:org/name@rev")
