@@ -144,3 +144,26 @@ def test_list_shows_methods_and_planned(capsys: pytest.CaptureFixture) -> None:
     code, text = _bench(capsys, "list")
     assert code == 0 and "patchsvdd" in text and "not yet implemented" in text
     assert "dummy" not in text
+
+
+def test_option_parsing() -> None:
+    from leaderboard.errors import BenchError
+
+    assert choices.parse_seeds("0-2,5,1") == [0, 1, 2, 5]
+    params = choices.parse_params(["patchcore.coreset_ratio=0.1", "sigma=2", "x.y=abc"],
+                                  ["patchcore", "x"])
+    assert params == {"patchcore": {"coreset_ratio": 0.1, "sigma": 2}, "x": {"sigma": 2, "y": "abc"}}
+    with pytest.raises(BenchError, match="not among --methods"):
+        choices.parse_params(["padim.eps=1"], ["patchcore"])
+    with pytest.raises(BenchError, match="METHOD.KEY=VALUE"):
+        choices.parse_params(["novalue"], ["patchcore"])
+
+
+def test_cuda_without_gpu(capsys: pytest.CaptureFixture, tmp_path: Path, root: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, text = _bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
+                        "--device", "cuda", "--out", str(tmp_path / "run"))
+    assert code == 1 and "no CUDA device" in text and not (tmp_path / "run").exists()
