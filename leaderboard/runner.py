@@ -8,6 +8,7 @@ recorded as failed with its error and the run goes on.
 
 from __future__ import annotations
 
+import gc
 import io
 import math
 import random
@@ -162,6 +163,9 @@ def run_cell(
                         "started_at": _now()},
     }
     stage = "build"
+    gc.collect()  # the previous cell's model must not count towards this cell's peak memory
+    if opts.device.startswith("cuda"):
+        torch.cuda.empty_cache()
     try:
         klass = load_class(method, opts.registry)
         torch.manual_seed(seed)
