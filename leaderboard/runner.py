@@ -30,6 +30,7 @@ from leaderboard.progress import Reporter
 from leaderboard.records import (
     MAPS_DIR,
     MODELS_DIR,
+    RECORDS_DIR,
     atomic_write_bytes,
     cell_id,
     read_record,
@@ -68,42 +69,55 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _matches(record: dict[str, Any], data: BenchData, opts: RunOptions, method: str) -> bool:
-    """True when a stored record was produced by the same data, backbone and settings."""
+def _same_setup(record: dict[str, Any], data: BenchData, opts: RunOptions) -> bool:
+    """Same data and backbone: the records of one run folder must agree on these."""
     return (
         record["dataset"]["fingerprint"] == data.fingerprint
         and record["backbone"]["name"] == opts.backbone
         and record["backbone"]["weights"] == opts.weights
-        and record["method"]["overrides"] == opts.params.get(method, {})
     )
 
 
 def plan(data: BenchData, opts: RunOptions) -> list[tuple[str, int, str, bool]]:
     """Cells to run as ``(method, seed, cell id, done)``; refuses a folder of other results.
 
-    A finished (``ok``) record of the same data, backbone and settings is kept unless ``force``;
-    a failed one is retried. An ``ok`` record of something else would silently mix results, so it
-    is an error naming ``--force`` and ``--out``.
+    A run folder holds one dataset and one backbone, so its tables never mix them: a finished
+    record of other data or another backbone is an error (naming ``--out``, and ``--force`` when
+    it is one of this run's cells, which ``--force`` replaces), and so is one of this run's cells
+    computed with other method settings. Otherwise a finished cell is kept unless ``force``; a
+    failed one is retried.
     """
     cells = []
     for method in opts.methods:
         for seed in opts.seeds:
             cid = cell_id(data.name, method, seed)
-            path = record_path(opts.out, cid)
-            done = False
-            if path.is_file() and not opts.force:
-                record = read_record(path)
-                if record["status"] == "ok":
-                    if not _matches(record, data, opts, method):
-                        raise BenchError(
-                            f"{path} holds a result for other data, backbone or settings "
-                            f"(dataset {record['dataset']['fingerprint'][:12]}, backbone "
-                            f"{record['backbone']['name']}); pass a new --out, or --force to "
-                            "replace it"
-                        )
-                    done = True
-            cells.append((method, seed, cid, done))
-    return cells
+            cells.append((method, seed, cid, False))
+    mine = {cid for *_, cid, _ in cells}
+    done = set()
+    folder = Path(opts.out) / RECORDS_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = read_record(path)
+        if record["status"] != "ok":
+            continue
+        cid = record["cell"]["id"]
+        if cid in mine and opts.force:
+            continue
+        if not _same_setup(record, data, opts):
+            hint = " or --force to replace it" if cid in mine else ""
+            raise BenchError(
+                f"{opts.out} holds results of other data or another backbone ({path.name}: "
+                f"dataset {record['dataset']['name']} {record['dataset']['fingerprint'][:12]}, "
+                f"backbone {record['backbone']['name']}); pass a new --out{hint}"
+            )
+        if cid in mine:
+            if record["method"]["overrides"] != opts.params.get(record["method"]["name"], {}):
+                raise BenchError(
+                    f"{path} was computed with other method settings "
+                    f"({record['method']['overrides']}); pass --force to recompute it with "
+                    "these, or a new --out"
+                )
+            done.add(cid)
+    return [(m, s, cid, cid in done) for m, s, cid, _ in cells]
 
 
 def _memory_bank(summary: dict[str, list[int]]) -> list[int] | None:

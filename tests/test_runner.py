@@ -135,3 +135,14 @@ def test_saved_dataset_and_folder_agree(tmp_path: Path) -> None:
     assert (a.test.batch(0, 1)[0] == first).all()  # uint8 storage is exact
     hub = data.resolve("hf:org/name@rev")
     assert (hub.name, hub.kind, hub.source) == ("org__name", "custom", "hf:org/name@rev")
+
+
+def test_one_dataset_per_run_folder(tiny: BenchData, tmp_path: Path) -> None:
+    _run(tiny, tmp_path, ["dummy"])
+    other = BenchData(**{**tiny.__dict__, "name": "other", "fingerprint": "f" * 64})
+    with pytest.raises(BenchError, match="new --out"):
+        _run(other, tmp_path, ["dummy"], force=True)  # --force cannot mix datasets either
+    with pytest.raises(BenchError, match="other method settings"):
+        _run(tiny, tmp_path, ["dummy"], params={"dummy": {"grid": 14}})
+    [rec] = _run(tiny, tmp_path, ["dummy"], params={"dummy": {"grid": 14}}, force=True)
+    assert rec["method"]["params"]["grid"] == 14 and rec["model"]["state_summary"]["mean_"] == [3, 14, 14]
