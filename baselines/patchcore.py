@@ -110,7 +110,9 @@ class PatchCore(Detector):
                 feats = self.extractor(x)
         else:
             feats = self.extractor(x)
-        return [f.float().contiguous() for f in feats.values()]
+        # Keep the backbone's memory format: pooling, upsampling and concatenation are ~10x
+        # faster on channels_last maps, and the (B, h, w, D) patch rows are then a free view.
+        return [f.float() for f in feats.values()]
 
     def embed(self, images: torch.Tensor, timings: dict[str, float] | None = None) -> torch.Tensor:
         """Patch embedding ``(B, D, h, w)`` of checked images: backbone, aggregation, concat."""

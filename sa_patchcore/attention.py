@@ -25,7 +25,8 @@ def channel_attention(x: torch.Tensor) -> torch.Tensor:
     (the official loop has no scaling), passed explicitly so the intent is visible.
     """
     b, c, h, w = x.shape
-    t = x.reshape(b, c, h * w, 1)  # (B, C, HW, 1)
+    # contiguous: on a channels_last map the reshape is a strided view that SDPA runs ~10x slower
+    t = x.contiguous().view(b, c, h * w, 1)  # (B, C, HW, 1)
     step = max(1, _SCORE_BUDGET // (c * (h * w) ** 2))  # images per block
     out = [F.scaled_dot_product_attention(p, p, p, scale=1.0) for p in t.split(step)]
     return torch.cat(out).view(b, c, h, w)

@@ -36,6 +36,10 @@ def test_channel_attention_is_the_official_loop() -> None:
     # it is not the identity, and not eq. 4: the golden test can tell them apart
     assert not torch.allclose(ours, x, atol=1e-2)
     assert not torch.allclose(ours, token_attention(x), atol=1e-2)
+    # channels_last maps (the backbone's format) give the same result
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(channel_attention(cl), ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(token_attention(cl), token_attention(x), atol=1e-5)
 
 
 def test_eq4_token_attention_is_its_formula() -> None:
