@@ -18,14 +18,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from baselines.errors import DetectorError, InputError, NotFittedError
 
-D = TypeVar("D", bound="Detector")
+if TYPE_CHECKING:  # typing.Self is Python 3.11+
+    from typing_extensions import Self
+
 FORMAT_VERSION = "1"
 
 
@@ -52,7 +54,7 @@ class Detector(nn.Module):
         self.register_buffer("fitted_", torch.zeros((), dtype=torch.bool), persistent=True)
 
     # -- the contract ---------------------------------------------------------------------
-    def fit(self: D, batches: Iterable[torch.Tensor]) -> D:  # pragma: no cover - abstract
+    def fit(self, batches: Iterable[torch.Tensor]) -> Self:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def predict(self, images: torch.Tensor) -> Prediction:  # pragma: no cover - abstract
@@ -128,7 +130,7 @@ class Detector(nn.Module):
         return path
 
     @classmethod
-    def load(cls: type[D], path: str | Path, device: str | torch.device | None = None) -> D:
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Self:
         """Rebuild a detector saved with :meth:`save`; rejects corrupt or foreign files."""
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -140,7 +142,7 @@ class Detector(nn.Module):
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             tensors = load_file(str(path))
-        except Exception as err:  # safetensors raises several types for a damaged header/body
+        except Exception as err:  # noqa: BLE001 - safetensors raises several types for a damaged file
             raise DetectorError(
                 f"{path} is not a valid saved model (corrupt or truncated safetensors file: {err})"
             ) from None

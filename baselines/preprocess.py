@@ -33,7 +33,7 @@ def open_rgb(src: str | Path | bytes | Image.Image) -> Image.Image:
 
 def _resize_crop(img: Image.Image, load_size: int, input_size: int, resample: int) -> np.ndarray:
     img = img.resize((load_size, load_size), resample=resample)
-    top = int(round((load_size - input_size) / 2.0))
+    top = round((load_size - input_size) / 2.0)  # torchvision CenterCrop's rounding
     return np.asarray(img)[top : top + input_size, top : top + input_size]
 
 

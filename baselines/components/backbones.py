@@ -161,7 +161,7 @@ def _load_file(path: Path, expected_sha256: str | None = None) -> tuple[dict[str
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # damaged or foreign file: many exception types
+    except Exception as err:  # noqa: BLE001 - damaged or foreign file: many exception types
         raise WeightsUnavailableError(f"cannot read weights file {path}: {err}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
