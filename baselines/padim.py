@@ -21,23 +21,20 @@ Memory and speed: :mod:`baselines.components.gaussian` (one pass, one packed flo
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 
-from baselines.base import Detector, Prediction
+from baselines.base import Prediction
 from baselines.components.aggregate import upsample_nearest
-from baselines.components.anomaly_map import anomaly_map, map_matrices
-from baselines.components.backbones import FeatureExtractor, get_spec
+from baselines.components.backbones import get_spec
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
 from baselines.errors import DetectorError, InputError
+from baselines.feature_detector import FeatureDetector
 
 
-class PaDiM(Detector):
+class PaDiM(FeatureDetector):
     """Per-position Gaussians of layer1-3 embeddings, Mahalanobis distance (Defard et al. 2021)."""
 
     name: ClassVar[str] = "padim"
@@ -71,43 +68,15 @@ class PaDiM(Detector):
             backbone=backbone, weights=str(weights), device=str(device), seed=seed,
             n_features=n_features, eps=eps, sigma=sigma, block=block, channels_last=channels_last,
         )
-        self.device = _parse_device(str(device))
         spec = get_spec(backbone)
         self.layer_names = (spec.layer1, spec.layer2, spec.layer3)
-        extractor = FeatureExtractor(backbone, self.layer_names, weights, seed)
-        if channels_last:  # faster convolutions on CPU; same numbers up to rounding
-            extractor = extractor.to(memory_format=torch.channels_last)
-        # Not a registered submodule: the backbone is structure, not learned state, so it stays
-        # out of state_dict() and saved files; the weights' digest identifies it instead.
-        object.__setattr__(self, "extractor", extractor.to(self.device))
-        self.backbone_sha256: str | None = extractor.weights_sha256
-        self.last_timings: dict[str, float] = {}
-        self.fit_timings: dict[str, float] = {}
-        self._map_matrices: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # per grid/size
+        self._setup_backbone(self.layer_names)
         dev = self.device
         self.register_buffer("idx_", torch.zeros(0, dtype=torch.long, device=dev))  # (d,) sorted
         self.register_buffer("mean_", torch.zeros(0, 0, device=dev))  # (P, d)
         # chol(Sigma)^-1 per position, packed block lower triangular: (P, layout size)
         self.register_buffer("factor_", torch.zeros(0, 0, device=dev))
         self.register_buffer("row_blocks_", torch.zeros(0, dtype=torch.long, device=dev))
-        self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=dev))
-
-    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PaDiM:
-        # .to()/.cuda() move the unregistered backbone too
-        super()._apply(fn, *args, **kwargs)
-        self.extractor._apply(fn, *args, **kwargs)
-        if hasattr(self, "fitted_"):
-            self.device = self.fitted_.device
-        self._map_matrices = {}
-        return self
-
-    @contextmanager
-    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
     # -- embedding --------------------------------------------------------------------------
     def _select_dims(self, channels: tuple[int, ...]) -> torch.Tensor:
@@ -117,13 +86,6 @@ class PaDiM(Detector):
             return torch.arange(total)
         gen = torch.Generator().manual_seed(self.config["seed"])
         return torch.randperm(total, generator=gen)[:n].sort().values
-
-    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = images.to(self.device)
-        if self.config["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        feats = self.extractor(x)
-        return [feats[name] for name in self.layer_names]
 
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Layer features -> the selected embedding dims ``(B, d, h, w)`` on layer1's grid."""
@@ -188,44 +150,7 @@ class PaDiM(Detector):
                 layout = BlockTriangle(tuple(self.row_blocks_.tolist()))
                 dist = mahalanobis(emb.flatten(2), self.mean_, self.factor_, layout).view(b, h, w)
             with self._timed(timings, "map"):
-                key = (h, w, size, self.device)
-                if key not in self._map_matrices:  # upsample + blur as two cached products
-                    self._map_matrices[key] = map_matrices((h, w), size, self.config["sigma"],
-                                                           self.device)
-                maps = anomaly_map(dist, size, matrices=self._map_matrices[key])
+                maps = self._anomaly_map(dist, size)
                 scores = maps.flatten(1).amax(1)
         self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
-
-    # -- persistence ------------------------------------------------------------------------
-    def _backbone_digest(self) -> str:
-        """The weights file's sha256, or for random init a sha256 of the initialised weights."""
-        if self.backbone_sha256 is not None:
-            return self.backbone_sha256
-        h = hashlib.sha256()
-        for key, value in self.extractor.body.state_dict().items():
-            h.update(key.encode())
-            h.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return "init:" + h.hexdigest()
-
-    def _extra_metadata(self) -> dict[str, str]:
-        return {"backbone_sha256": self._backbone_digest()}
-
-    def _after_load(self, meta: dict[str, str]) -> None:
-        saved, mine = meta.get("backbone_sha256"), self._backbone_digest()
-        if saved != mine:
-            raise DetectorError(
-                f"the backbone weights differ from those the model was fitted with (sha256 "
-                f"{mine[:17]} here, {str(saved)[:17]} in the file): pass the same --weights "
-                f"({self.config['weights']!r}) or fit again"
-            )
-
-
-def _parse_device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise DetectorError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DetectorError(f"device {device!r} requested but CUDA is not available; use cpu")
-    return dev

@@ -11,25 +11,22 @@ Subclasses change the per-layer aggregation only: override :meth:`PatchCore.aggr
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterable
 
 import torch
 
-from baselines.base import Detector, Prediction
+from baselines.base import Prediction
 from baselines.components.aggregate import concat_layers, local_avg, to_patches
-from baselines.components.anomaly_map import anomaly_map, map_matrices
-from baselines.components.backbones import FeatureExtractor, get_spec
+from baselines.components.backbones import get_spec
 from baselines.components.coreset import gather_rows, greedy_coreset
 from baselines.components.nn_search import NearestNeighbors
 from baselines.errors import DetectorError, InputError
+from baselines.feature_detector import FeatureDetector
 
 PRECISIONS = ("fp32", "bf16")
 
 
-class PatchCore(Detector):
+class PatchCore(FeatureDetector):
     """Memory bank of locally aggregated patch features, scored by nearest-neighbour distance."""
 
     name = "patchcore"
@@ -62,20 +59,9 @@ class PatchCore(Detector):
             coreset_start=coreset_start, reweight=reweight, num_neighbors=num_neighbors,
             sigma=sigma, precision=precision, channels_last=channels_last,
         )
-        self.device = torch.device(device)
-        extractor = FeatureExtractor(backbone, get_spec(backbone).layers, weights, seed)
-        if channels_last:
-            extractor = extractor.to(memory_format=torch.channels_last)
-        # Not a registered submodule: the backbone is structure, not learned state, so it stays
-        # out of state_dict() and saved files (its weights' sha256 identifies it instead).
-        object.__setattr__(self, "extractor", extractor.to(self.device))
-        self.backbone_sha256: str | None = extractor.weights_sha256
+        self._setup_backbone(get_spec(backbone).layers)
         self.register_buffer("memory_bank_", torch.empty(0, 0, device=self.device))
-        self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=self.device))
-        self.last_timings: dict[str, float] = {}
-        self.fit_timings: dict[str, float] = {}
         self._nn: NearestNeighbors | None = None
-        self._map_matrices: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- the hook subclasses override ------------------------------------------------------
     def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:
@@ -84,35 +70,9 @@ class PatchCore(Detector):
         return local_avg(feature)
 
     # -- feature pipeline ------------------------------------------------------------------
-    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PatchCore:
-        # .to()/.cuda() move the unregistered backbone too
-        super()._apply(fn, *args, **kwargs)
-        self.extractor._apply(fn, *args, **kwargs)
-        self.device = self.memory_bank_.device
-        self.config["device"] = str(self.device)
-        self._nn, self._map_matrices = None, {}
-        return self
-
-    @contextmanager
-    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = images.to(self.device, non_blocking=True)
-        if self.config["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.config["precision"] == "bf16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                feats = self.extractor(x)
-        else:
-            feats = self.extractor(x)
-        # Keep the backbone's memory format: pooling, upsampling and concatenation are ~10x
-        # faster on channels_last maps, and the (B, h, w, D) patch rows are then a free view.
-        return [f.float() for f in feats.values()]
+    def _reset_caches(self) -> None:
+        super()._reset_caches()
+        self._nn = None
 
     def embed(self, images: torch.Tensor, timings: dict[str, float] | None = None) -> torch.Tensor:
         """Patch embedding ``(B, D, h, w)`` of checked images: backbone, aggregation, concat."""
@@ -182,10 +142,7 @@ class PatchCore(Detector):
                 if self.config["reweight"]:
                     scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))
             with self._timed(timings, "map"):
-                key = (h, w, size, self.device)
-                if key not in self._map_matrices:
-                    self._map_matrices[key] = map_matrices((h, w), size, self.config["sigma"], self.device)
-                maps = anomaly_map(patch_scores.view(b, h, w), size, matrices=self._map_matrices[key])
+                maps = self._anomaly_map(patch_scores.view(b, h, w), size)
         self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
 
@@ -204,19 +161,3 @@ class PatchCore(Detector):
         )  # (B, b)
         weight = 1 - torch.exp(scores - torch.logsumexp(dists, dim=1))
         return weight * scores
-
-    # -- persistence -----------------------------------------------------------------------
-    def _extra_metadata(self) -> dict[str, str]:
-        return {"backbone_sha256": self.backbone_sha256 or "none"}
-
-    def _after_load(self, meta: dict[str, str]) -> None:
-        saved = meta.get("backbone_sha256")
-        mine = self.backbone_sha256 or "none"
-        if saved != mine:
-            raise DetectorError(
-                f"the backbone weights differ from those the model was fitted with (sha256 "
-                f"{mine[:12]} here, {str(saved)[:12]} in the file): pass the same --weights "
-                f"({self.config['weights']!r}) or fit again"
-            )
-        self._nn = None
-

@@ -1,0 +1,120 @@
+"""What every detector on a frozen pretrained backbone shares (PatchCore, SA-PatchCore, PaDiM).
+
+The backbone is structure, not learned state: it is held outside the registered submodules, so
+``state_dict()`` and saved files hold only what ``fit`` learned, and the weights' sha256 (or, for
+random init, a digest of the initial weights) goes into the file header; ``load`` refuses a
+file fitted with other weights. ``.to()`` moves the backbone too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from baselines.base import Detector
+from baselines.components.anomaly_map import anomaly_map, map_matrices
+from baselines.components.backbones import FeatureExtractor
+from baselines.errors import DetectorError
+
+
+def parse_device(device: str) -> torch.device:
+    """``torch.device(device)``, with a clear error for an unknown or unavailable device."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DetectorError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DetectorError(f"device {device!r} requested but CUDA is not available; use cpu")
+    return dev
+
+
+class FeatureDetector(Detector):
+    """A :class:`Detector` whose features come from a frozen backbone (``self.extractor``)."""
+
+    def _setup_backbone(self, layers: Sequence[str]) -> None:
+        """Build the extractor for ``layers`` from the settings in ``self.config``."""
+        cfg = self.config
+        self.device = parse_device(cfg["device"])
+        extractor = FeatureExtractor(cfg["backbone"], layers, cfg["weights"], cfg["seed"])
+        if cfg.get("channels_last", False):  # faster convolutions on CPU, same numbers
+            extractor = extractor.to(memory_format=torch.channels_last)
+        object.__setattr__(self, "extractor", extractor.to(self.device))  # not a submodule
+        self.backbone_sha256: str | None = extractor.weights_sha256
+        self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=self.device))
+        self.last_timings: dict[str, float] = {}
+        self.fit_timings: dict[str, float] = {}
+        self._map_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _reset_caches(self) -> None:
+        """Drop device-bound caches (after ``.to()`` or ``load``); subclasses extend this."""
+        self._map_cache = {}
+
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FeatureDetector:
+        # .to()/.cuda() move the unregistered backbone too
+        super()._apply(fn, *args, **kwargs)
+        if "extractor" in self.__dict__:
+            self.extractor._apply(fn, *args, **kwargs)
+            self.device = self.fitted_.device
+            self.config["device"] = str(self.device)
+            self._reset_caches()
+        return self
+
+    @contextmanager
+    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
+        """Add the wall time of the block to ``timings[stage]`` (synchronising CUDA)."""
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Float feature maps of the requested layers, in the backbone's memory format."""
+        x = images.to(self.device, non_blocking=True)
+        if self.config.get("channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.config.get("precision", "fp32") == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                feats = self.extractor(x)
+        else:
+            feats = self.extractor(x)
+        # Keep channels_last: pooling, upsampling and concatenation are ~10x faster on it.
+        return [f.float() for f in feats.values()]
+
+    def _anomaly_map(self, grid_scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``(B, h, w)`` scores -> ``(B, *size)`` map: upsample + Gaussian blur (sigma from
+        the settings), as two matrix products cached per grid, size and device."""
+        h, w = grid_scores.shape[-2:]
+        key = (h, w, size, self.device)
+        if key not in self._map_cache:
+            self._map_cache[key] = map_matrices((h, w), size, self.config["sigma"], self.device)
+        return anomaly_map(grid_scores, size, matrices=self._map_cache[key])
+
+    # -- persistence: the backbone's identity ---------------------------------------------
+    def _backbone_digest(self) -> str:
+        """The weights file's sha256, or for random init a sha256 of the initialised weights."""
+        if self.backbone_sha256 is not None:
+            return self.backbone_sha256
+        digest = hashlib.sha256()
+        for key, value in self.extractor.body.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return "init:" + digest.hexdigest()
+
+    def _extra_metadata(self) -> dict[str, str]:
+        return {"backbone_sha256": self._backbone_digest()}
+
+    def _after_load(self, meta: dict[str, str]) -> None:
+        saved, mine = meta.get("backbone_sha256"), self._backbone_digest()
+        if saved != mine:
+            raise DetectorError(
+                f"the backbone weights differ from those the model was fitted with (sha256 "
+                f"{mine[:17]} here, {str(saved)[:17]} in the file): pass the same --weights "
+                f"({self.config['weights']!r}) or fit again"
+            )
+        self._reset_caches()
