@@ -7,24 +7,11 @@ from collections import Counter
 
 import datasets
 import pytest
+from cli_helpers import expect_args, run_cli
 
-from cadsd.cli import main
 from cadsd.errors import CadsdError, DownloadError, LayoutError
 from cadsd.hf import build, features, fingerprint, load, save
 from cadsd.layout import CATEGORY_NAMES, GROUP_NAMES, LABEL_NAMES, index
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    text = " ".join((out + err).split())
-    assert "Traceback" not in text
-    return exc.value.code, text
-
-
-def expect_args(counts: dict[str, int]) -> list[str]:
-    return [arg for key, n in counts.items() for arg in ("--expect", f"{key}={n}")]
 
 
 def raw_images(ds: datasets.Dataset, column: str = "image") -> list[dict | None]:

@@ -6,26 +6,12 @@ import json
 import shutil
 
 import pytest
+from cli_helpers import expect_args, run_cli
 from PIL import ImageFile
 
-from cadsd.cli import main
 from cadsd.errors import CadsdError
 from cadsd.layout import WRAPPER_NAME
 from cadsd.validate import expected_counts, parse_expect, validate
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """Run `cadsd ARGS`; return the exit code and stdout+stderr with whitespace collapsed."""
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    text = " ".join((out + err).split())
-    assert "Traceback" not in text
-    return exc.value.code, text
-
-
-def expect_args(counts: dict[str, int]) -> list[str]:
-    return [arg for key, n in counts.items() for arg in ("--expect", f"{key}={n}")]
 
 
 def kinds(report) -> list[str]:
