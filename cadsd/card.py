@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cadsd.layout import CATEGORIES, MASK_DIR, PAPER_COUNTS, SPLITS, index, resolve_root
+from cadsd.layout import (
+    CATEGORIES,
+    MASK_DIR,
+    PAPER_COUNTS,
+    SPLITS,
+    index,
+    resolve_root,
+    synth_settings,
+)
 from cadsd.manifest import MANIFEST_NAME, read_manifest
 
 if TYPE_CHECKING:
@@ -87,9 +95,13 @@ def measure(data: datasets.DatasetDict | str | Path) -> DatasetStats:
 
 
 def detect_provenance(path: str | Path) -> Provenance:
-    """Synthetic when the folder is a ``cadsd synth`` cache entry (seed known) or has masks
-    (the real CAD-SD has none); otherwise the real CAD-SD, with the manifest's source if any."""
+    """Synthetic when the folder carries ``cadsd synth``'s marker (settings known), is a synth
+    cache entry, or has masks (the real CAD-SD has none); otherwise the real CAD-SD, with the
+    manifest's source if any."""
     root = resolve_root(path)
+    marker = synth_settings(root)
+    if marker is not None:
+        return Provenance("synthetic", marker.get("seed"), marker.get("counts"), marker.get("size"))
     match = _SYNTH_DIR.match(root.name)
     if match and root.parent.name == "synthetic":
         return Provenance("synthetic", int(match["seed"]), match["counts"], int(match["size"]))

@@ -18,9 +18,12 @@ GROUP_NAMES: tuple[str, ...] = ("normal", "local", "co_occurrence")
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
 MASK_DIR = "ground_truth"
 MASK_SUFFIX = "_mask.png"
+#: Provenance of a synthetic set, written into its root by ``cadsd synth`` (seed, counts, size,
+#: renderer version); it travels with the folder, so a copied set still says what it is.
+SYNTH_MARKER = "cadsd-synth.json"
 #: Files a dataset root may hold besides the splits: the checksum manifest `cadsd download`
-#: writes (``cadsd.manifest.MANIFEST_NAME``). Validation accepts them silently.
-ROOT_FILES: frozenset[str] = frozenset({"cadsd-manifest.json"})
+#: writes (``cadsd.manifest.MANIFEST_NAME``) and the synthetic marker. Validation accepts them.
+ROOT_FILES: frozenset[str] = frozenset({"cadsd-manifest.json", SYNTH_MARKER})
 #: The Google Drive folder's title; a download may keep it as one wrapping folder.
 WRAPPER_NAME = "Co-occurrence Anomaly Detection Screw Dataset"
 
@@ -165,3 +168,15 @@ def index(root: str | Path) -> list[Sample]:
                     )
                 )
     return samples
+
+
+def synth_settings(root: str | Path) -> dict | None:
+    """The settings a synthetic set was drawn with (its :data:`SYNTH_MARKER`), else None."""
+    import json
+
+    marker = Path(root) / SYNTH_MARKER
+    try:
+        data = json.loads(marker.read_text()) if marker.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cadsd.errors import LayoutError
+from cadsd.layout import synth_settings
 
 #: kind of a dataset: the real CAD-SD (paper numbers comparable), the synthetic stand-in, other
 KINDS = ("cadsd", "synthetic", "custom")
@@ -106,17 +107,6 @@ class Resolved:
     generator: dict[str, Any] | None = None
 
 
-def _generator(path: Path) -> dict[str, Any] | None:
-    """The settings sidecar ``<set>.json`` that ``cadsd synth`` keeps beside a cached set."""
-    import json
-
-    sidecar = path.with_name(f"{path.name}.json")
-    try:
-        return json.loads(sidecar.read_text()) if sidecar.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def _real_ok(root: Path) -> bool:
     """True when ``root`` holds a CAD-SD folder with train images and both test classes."""
     from cadsd.layout import index
@@ -136,12 +126,12 @@ def _synthetic(echo: Callable[[str], None], why: str) -> Resolved:
     echo(
         f"Dataset: SYNTHETIC CAD-SD (paper counts, seed 0) at {path}. {why}"
     )
-    return Resolved("synthetic", "synthetic", str(path), _generator(Path(path)))
+    return Resolved("synthetic", "synthetic", str(path), synth_settings(path))
 
 
 def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
     """Turn ``--dataset`` into a :class:`Resolved`; prints one line for ``auto``/``synthetic``."""
-    from cadsd.cache import cache_root, real_dataset_dir
+    from cadsd.cache import real_dataset_dir
 
     real = real_dataset_dir()
     get_real = "get the real CAD-SD with `cadsd download` (or `cadsd download --source PATH`)"
@@ -168,8 +158,8 @@ def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
     resolved = path.resolve()
     if real.exists() and resolved == real.resolve():
         kind = "cadsd"
-    elif resolved.is_relative_to((cache_root() / "synthetic").resolve()):
-        return Resolved(path.name, "synthetic", str(path), _generator(resolved))
+    elif synth_settings(resolved) is not None:  # drawn by `cadsd synth`, wherever it lives
+        return Resolved(path.name, "synthetic", str(path), synth_settings(resolved))
     else:
         kind = "custom"
     return Resolved(path.name, kind, str(path))

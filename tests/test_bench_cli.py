@@ -105,7 +105,7 @@ def test_auto_dataset_says_which(tmp_path: Path, root: Path,
     import cadsd.synth
 
     monkeypatch.setattr(cadsd.synth, "ensure_synthetic", lambda **kw: root)
-    root.with_name(f"{root.name}.json").write_text('{"seed": 0, "render_version": 1}')
+    (root / "cadsd-synth.json").write_text('{"seed": 0, "render_version": 1}')
     lines: list[str] = []
     picked = data.resolve("auto", lines.append)
     assert picked.kind == "synthetic" and picked.source == str(root)
@@ -117,6 +117,8 @@ def test_auto_dataset_says_which(tmp_path: Path, root: Path,
     picked = data.resolve("auto", lines.append)
     assert picked.kind == "cadsd" and "the real CAD-SD" in lines[0]
     assert data.resolve(str(tmp_path / "cache" / "CAD-SD")).kind == "cadsd"
+    assert data.resolve(str(root)).kind == "synthetic"  # the marker travels with the folder
+    (root / "cadsd-synth.json").unlink()
     assert data.resolve(str(root)).kind == "custom"
 
 

@@ -51,7 +51,14 @@ def test_small_counts_and_layout(small: Path) -> None:
         assert sorted(p.name for p in (small / split).iterdir()) == sorted(folders)
     anomaly_folders = sorted(c.folder for c in layout.CATEGORIES if c.label != "normal")
     assert sorted(p.name for p in (small / layout.MASK_DIR).iterdir()) == anomaly_folders
-    assert sorted(p.name for p in small.iterdir()) == sorted([*layout.SPLITS, layout.MASK_DIR])
+    assert sorted(p.name for p in small.iterdir()) == sorted(
+        [*layout.SPLITS, layout.MASK_DIR, layout.SYNTH_MARKER]
+    )
+    # the set says what it is, inside the folder (a copy keeps it): settings and renderer
+    assert layout.synth_settings(small) == {
+        "generator": "cadsd synth", "render_version": dataset.RENDER_VERSION,
+        "seed": 0, "counts": "small", "size": SIZE,
+    }
     names = [p.name for p in sorted((small / "train" / "0_good").iterdir())]
     assert names == [f"{i:03d}.jpg" for i in range(COUNTS["small"][("train", "good")])]
     with Image.open(samples[0].path) as img:

@@ -164,6 +164,8 @@ def generate(
         jobs = [(s, c, i, plan[(s, c)]) for s, c, i in _jobs(plan)]
         chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
         _run(chunks, str(staging), seed, size, workers or os.cpu_count() or 1, progress, out)
+        marker = staging / layout.SYNTH_MARKER
+        marker.write_text(json.dumps(settings(seed, counts, size), sort_keys=True) + "\n")
         _install(staging, out, overwrite)
     finally:
         if staging.exists():
@@ -220,9 +222,15 @@ def is_complete(root: str | Path, counts: str = "paper") -> bool:
     return True
 
 
-def _stamp(path: Path) -> Path:
-    """Sidecar next to a cached set naming the renderer that drew it (outside the dataset)."""
-    return path.with_name(f"{path.name}.json")
+def settings(seed: int, counts: str, size: int) -> dict:
+    """What :data:`cadsd.layout.SYNTH_MARKER` records about a set drawn with these settings."""
+    return {
+        "generator": "cadsd synth",
+        "render_version": RENDER_VERSION,
+        "seed": seed,
+        "counts": counts,
+        "size": size,
+    }
 
 
 def ensure_synthetic(
@@ -234,25 +242,14 @@ def ensure_synthetic(
     A set drawn by another :data:`RENDER_VERSION` is regenerated.
     """
     path = cache.synthetic_dataset_dir(seed, counts, size)
-    stamp = _stamp(path)
-    want = {"render_version": RENDER_VERSION, "seed": seed, "counts": counts, "size": size}
-
-    def current() -> bool:
-        try:
-            return json.loads(stamp.read_text()) == want and is_complete(path, counts)
-        except (OSError, ValueError):
-            return False
-
-    if current():
+    want = settings(seed, counts, size)
+    if layout.synth_settings(path) == want and is_complete(path, counts):
         return path
     try:
         generate(path, seed=seed, counts=counts, size=size, progress=progress,
                  overwrite=path.exists())
     except CadsdError:
         # Another process may have installed the same set first (same seed: same bytes).
-        if not (path.is_dir() and is_complete(path, counts)):
+        if not (layout.synth_settings(path) == want and is_complete(path, counts)):
             raise
-    tmp = stamp.with_name(f".{stamp.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(want, sort_keys=True) + "\n")
-    os.replace(tmp, stamp)
     return path
