@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from baselines.components.aggregate import local_max
+from baselines.components.aggregate import local_max_with_sources
 from baselines.patchcore import PatchCore
 from sa_patchcore.attention import channel_attention, token_attention
 
@@ -23,15 +23,16 @@ class SAPatchCore(PatchCore):
     description = "SA-PatchCore (official code): layer3 max-pooled + per-channel self-attention"
     paper = PAPER
 
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention applied to the max-pooled layer3 map ``(B, C, h, w)``."""
-        return channel_attention(x)
+    def attend(self, x: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+        """The attention applied to the max-pooled layer3 map ``(B, C, h, w)``; ``sources`` are
+        the pooling's argmax indices (equal index, equal value: each value is computed once)."""
+        return channel_attention(x, sources)
 
     def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:
         """layer2: PatchCore's average pooling; layer3: max pooling, then self-attention."""
         if index == 0:
             return super().aggregate(index, feature)
-        return self.attend(local_max(feature))
+        return self.attend(*local_max_with_sources(feature))
 
 
 class SAPatchCoreEq4(SAPatchCore):
@@ -40,5 +41,5 @@ class SAPatchCoreEq4(SAPatchCore):
     name = "sa_patchcore_eq4"
     description = "SA-PatchCore (paper eq. 4): layer3 max-pooled + attention over positions"
 
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
         return token_attention(x)

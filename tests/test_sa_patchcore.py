@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from baselines.components.aggregate import local_avg, local_max
+from baselines.components.aggregate import local_avg, local_max, local_max_with_sources
 from baselines.patchcore import PatchCore
 from sa_patchcore import SAPatchCore, SAPatchCoreEq4
 from sa_patchcore.attention import channel_attention, token_attention
@@ -42,6 +43,28 @@ def test_channel_attention_is_the_official_loop() -> None:
     assert torch.allclose(token_attention(cl), token_attention(x), atol=1e-5)
 
 
+def test_deduplicated_attention_is_the_official_loop() -> None:
+    """The fast path (each distinct value once, exponent floor) changes nothing measurable."""
+    gen = torch.Generator().manual_seed(4)
+    relu = _features((3, 48, 14, 14), seed=5)  # exact zeros from many different sources
+    signed = torch.randn(2, 40, 14, 14, generator=gen) * 4  # negative values: the row-min branch
+    huge = torch.relu(torch.randn(1, 16, 14, 14, generator=gen)) * 20  # exponents far below -87
+    for raw in (relu, signed, huge):
+        pooled, sources = local_max_with_sources(raw)
+        ref = _official_loop(pooled)
+        assert torch.allclose(channel_attention(pooled, sources), ref, atol=1e-5, rtol=1e-5)
+        cl = [t.contiguous(memory_format=torch.channels_last) for t in (pooled, sources)]
+        assert torch.allclose(channel_attention(*cl), ref, atol=1e-5, rtol=1e-5)
+        # any labelling that only groups equal values is valid, including none at all
+        distinct = torch.arange(196).expand_as(pooled.flatten(2)).reshape(pooled.shape)
+        assert torch.allclose(channel_attention(pooled, distinct), ref, atol=1e-5, rtol=1e-5)
+    # max pooling really repeats values (each distinct one is computed once): well under 196
+    rows = local_max_with_sources(relu)[1].flatten(0, 1).flatten(1)
+    assert max(len(row.unique()) for row in rows) < 150
+    with pytest.raises(ValueError, match="sources has shape"):
+        channel_attention(pooled, sources[:, :1])
+
+
 def test_eq4_token_attention_is_its_formula() -> None:
     x = _features((2, 32, 7, 7), seed=1)
     tokens = x.flatten(2).transpose(1, 2)  # (B, HW, C)
@@ -56,7 +79,9 @@ def test_hooks_change_only_the_layer3_branch() -> None:
     for model in models:  # the hook is pure: no backbone needed to test it
         assert torch.equal(model.aggregate(0, layer2), local_avg(layer2))
     assert torch.equal(models[0].aggregate(1, layer3), local_avg(layer3))
-    assert torch.equal(models[1].aggregate(1, layer3), channel_attention(local_max(layer3)))
+    sa = models[1].aggregate(1, layer3)
+    assert torch.equal(sa, channel_attention(*local_max_with_sources(layer3)))
+    assert torch.allclose(sa, _official_loop(local_max(layer3)), atol=1e-5, rtol=1e-5)
     assert torch.equal(models[2].aggregate(1, layer3), token_attention(local_max(layer3)))
 
 

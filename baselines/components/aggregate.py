@@ -28,6 +28,13 @@ def local_max(feature: torch.Tensor, kernel: int = POOL_KERNEL) -> torch.Tensor:
     return F.max_pool2d(feature, kernel, stride=1, padding=kernel // 2)
 
 
+def local_max_with_sources(
+    feature: torch.Tensor, kernel: int = POOL_KERNEL
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`local_max` and, per output, the flat ``h*w`` index of the input it copied."""
+    return F.max_pool2d(feature, kernel, stride=1, padding=kernel // 2, return_indices=True)
+
+
 def upsample_nearest(feature: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest upsampling of ``(B, C, h, w)`` to ``size`` (identity when already that size)."""
     if tuple(feature.shape[-2:]) == tuple(size):
