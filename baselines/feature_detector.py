@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from baselines.base import Detector
 from baselines.components.anomaly_map import anomaly_map, map_matrices
 from baselines.components.backbones import FeatureExtractor
+from baselines.components.memory import release_free_memory
 from baselines.errors import DetectorError
 
 
@@ -72,6 +73,15 @@ class FeatureDetector(Detector):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+    @staticmethod
+    def _fit_batches(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """``batches`` for a fit loop, with the heap trimmed before the first and after each
+        one (so also before whatever follows the loop): see :mod:`baselines.components.memory`."""
+        release_free_memory()
+        for batch in batches:
+            yield batch
+            release_free_memory()
 
     def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Float feature maps of the requested layers, in the backbone's memory format."""

@@ -30,7 +30,6 @@ from baselines.base import Prediction
 from baselines.components.aggregate import upsample_nearest
 from baselines.components.backbones import get_spec
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
-from baselines.components.memory import release_free_memory
 from baselines.errors import DetectorError, InputError
 from baselines.feature_detector import FeatureDetector
 
@@ -105,9 +104,8 @@ class PaDiM(FeatureDetector):
         timings: dict[str, float] = {}
         acc: GaussianAccumulator | None = None
         size: tuple[int, int] | None = None
-        release_free_memory()  # whatever earlier work left in the heap stays out of fit's peak
         with torch.no_grad():
-            for batch in batches:
+            for batch in self._fit_batches(batches):
                 images = self.check_images(batch, size=size)
                 with self._timed(timings, "extract"):
                     feats = self._backbone(images)
@@ -125,10 +123,8 @@ class PaDiM(FeatureDetector):
                         )
                     acc.add(emb)
                 del emb
-                release_free_memory()  # else freed temporaries pile up from batch to batch
             if acc is None or size is None:
                 raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
-            release_free_memory()  # the backbone's freed temporaries, before the factors
             with self._timed(timings, "cholesky"):
                 self.mean_, self.factor_ = acc.finalize(self.config["eps"])
                 self.row_blocks_ = torch.tensor(acc.layout.edges, device=self.device)

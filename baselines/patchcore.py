@@ -19,7 +19,6 @@ from baselines.base import Prediction
 from baselines.components.aggregate import concat_layers, local_avg, to_patches
 from baselines.components.backbones import get_spec
 from baselines.components.coreset import gather_rows, greedy_coreset
-from baselines.components.memory import release_free_memory
 from baselines.components.nn_search import NearestNeighbors
 from baselines.errors import DetectorError, InputError
 from baselines.feature_detector import FeatureDetector
@@ -90,20 +89,17 @@ class PatchCore(FeatureDetector):
         timings: dict[str, float] = {}
         chunks: list[torch.Tensor] = []  # (n_i, D) float32 on CPU: the only full copy
         size: tuple[int, int] | None = None
-        release_free_memory()  # whatever earlier work left in the heap stays out of fit's peak
         with torch.inference_mode():
-            for batch in batches:
+            for batch in self._fit_batches(batches):
                 images = self.check_images(batch, size=size)
                 size = size or tuple(images.shape[-2:])
                 emb = self.embed(images, timings)
                 with self._timed(timings, "aggregate"):
                     chunks.append(to_patches(emb).cpu().contiguous())
                 del emb
-                release_free_memory()  # else freed temporaries pile up: ~22 MB a batch, 2 threads
             if not chunks:
                 raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
             total = sum(c.shape[0] for c in chunks)
-            release_free_memory()  # the backbone's freed temporaries, before the coreset's
             with self._timed(timings, "coreset"):
                 keep = max(1, int(total * self.config["coreset_ratio"]))  # official: int(N * r)
                 if keep >= total:
