@@ -158,8 +158,8 @@ def resolve(spec: str, echo: Callable[[str], None] = print) -> Resolved:
     resolved = path.resolve()
     if real.exists() and resolved == real.resolve():
         kind = "cadsd"
-    elif synth_settings(resolved) is not None:  # drawn by `cadsd synth`, wherever it lives
-        return Resolved(path.name, "synthetic", str(path), synth_settings(resolved))
+    elif (drawn := synth_settings(resolved)) is not None:  # by `cadsd synth`, wherever it lives
+        return Resolved(path.name, "synthetic", str(path), drawn)
     else:
         kind = "custom"
     return Resolved(path.name, kind, str(path))

@@ -40,13 +40,8 @@ PAIR_EVERY = 2  # every other test image also times the reference and the partne
 #: method -> the method its latency is compared with, image by image in the same process
 PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore"}
 
-#: method name -> "module:Class"; PaDiM and others add a line here
-METHODS: dict[str, str] = {
-    "patchcore": "baselines.patchcore:PatchCore",
-    "sa_patchcore": "sa_patchcore.model:SAPatchCore",
-    "sa_patchcore_eq4": "sa_patchcore.model:SAPatchCoreEq4",
-    "padim": "baselines.padim:PaDiM",
-}
+#: the registered methods this script can time (frozen-backbone detectors, loaded by the registry)
+METHODS = ("patchcore", "sa_patchcore", "sa_patchcore_eq4", "padim")
 
 
 @dataclass(frozen=True)
@@ -164,31 +159,34 @@ def _reference(model: Any, first: Any) -> Callable[[Any], object] | None:
 
 def _partner(method: str, backbone: str, args: argparse.Namespace) -> Any:
     """The fitted partner model its own cell left in ``--pair-dir``, if any."""
-    import importlib
+    from leaderboard.registry import load_class
 
     name = PARTNERS.get(method)
-    path = Path(args.pair_dir) / f"{name}-{backbone}.safetensors" if args.pair_dir and name else None
+    path = _pair_path(args, name, backbone) if name else None
     if path is None or not path.exists():
         return None
-    module, _, attr = METHODS[name].partition(":")
-    return getattr(importlib.import_module(module), attr).load(path)
+    return load_class(name).load(path)
+
+
+def _pair_path(args: argparse.Namespace, method: str, backbone: str) -> Path | None:
+    """Where ``method``'s fitted model is left for the cells that time it in turns."""
+    return Path(args.pair_dir) / f"{method}-{backbone}.safetensors" if args.pair_dir else None
 
 
 def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, Any]:
     """Measure one (method, backbone) cell in this process (see the module docstring)."""
-    import importlib
     import inspect
 
     import torch
 
     from baselines.components.backbones import imagenet_available
+    from leaderboard.registry import load_class
 
     torch.set_num_threads(args.threads)
     weights = args.weights
     if weights == "auto":
         weights = "imagenet" if imagenet_available(backbone) else "none"
-    module, _, attr = METHODS[method].partition(":")
-    klass = getattr(importlib.import_module(module), attr)
+    klass = load_class(method)
     settings = {"backbone": backbone, "weights": weights}
     if "precision" in inspect.signature(klass).parameters:  # PaDiM has no bf16 option
         settings["precision"] = args.precision
@@ -252,8 +250,9 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
             "partner_median_ms": statistics.median(p[1] for p in pair),
         }
         out["paired"]["ratio"] = out["paired"]["median_ms"] / out["paired"]["partner_median_ms"]
-    if args.pair_dir and method in PARTNERS.values():  # leave the fitted model for its partner
-        model.save(Path(args.pair_dir) / f"{method}-{backbone}.safetensors")
+    pair_path = _pair_path(args, method, backbone)
+    if pair_path is not None and method in PARTNERS.values():  # left for the partner's cell
+        model.save(pair_path)
     return out
 
 

@@ -72,8 +72,9 @@ def _deduplicated(v: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     packed = hi.expand(r, n + 1).clone().scatter_(1, target, value)[:, :n]
     counts = torch.zeros(r, n + 1, dtype=v.dtype).scatter_(1, target, weight)[:, :n]
     # rows sorted by their number of distinct values, so blocks of rows pad little
-    order = (slot[:, -1] + 1).argsort()
-    lengths = (slot[:, -1] + 1)[order].tolist()
+    distinct = slot[:, -1] + 1
+    order = distinct.argsort()
+    lengths = distinct[order].tolist()
     packed, counts, hi, lo = packed[order], counts[order], hi[order], lo[order]
     # score minus row maximum in one product: a_i * (a_j - max) for a_i >= 0, a_i * (a_j - min)
     # otherwise; the maximum itself gives exactly 0, so every denominator is at least 1
