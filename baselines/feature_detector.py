@@ -19,7 +19,7 @@ import torch
 from baselines.base import Detector
 from baselines.components.anomaly_map import anomaly_map, map_matrices
 from baselines.components.backbones import FeatureExtractor
-from baselines.components.memory import release_free_memory
+from baselines.components.memory import HeapTrimmer
 from baselines.errors import DetectorError
 
 
@@ -76,12 +76,12 @@ class FeatureDetector(Detector):
 
     @staticmethod
     def _fit_batches(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """``batches`` for a fit loop, with the heap trimmed before the first and after each
-        one (so also before whatever follows the loop): see :mod:`baselines.components.memory`."""
-        release_free_memory()
+        """``batches`` for a fit loop, with the heap trimmed before the first and, once it has
+        grown enough, after one: see :mod:`baselines.components.memory`."""
+        trimmer = HeapTrimmer()
         for batch in batches:
             yield batch
-            release_free_memory()
+            trimmer.step()
 
     def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Float feature maps of the requested layers, in the backbone's memory format."""

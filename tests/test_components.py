@@ -163,3 +163,29 @@ def test_release_free_memory_gives_heap_pages_back(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(memory.sys, "platform", "darwin")
     assert memory.release_free_memory() is False
     memory._malloc_trim.cache_clear()
+
+
+def test_heap_trimmer_trims_only_after_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    from baselines.components import memory
+
+    rss = [100]
+    calls = []
+    monkeypatch.setattr(memory, "resident_bytes", lambda: rss[0])
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(rss[0]) or True)
+    trimmer = memory.HeapTrimmer(slack=50)
+    assert calls == [100]  # once at the start
+    for value in (120, 149, 150):
+        rss[0] = value
+        trimmer.step()
+    assert calls == [100]  # growth of at most the slack: no trim
+    rss[0] = 151
+    trimmer.step()
+    assert calls == [100, 151] and trimmer.trims == 2
+    rss[0] = 160
+    trimmer.step()  # measured from the last trim's resident size
+    assert calls == [100, 151]
+    monkeypatch.setattr(memory, "release_free_memory", lambda: False)
+    off = memory.HeapTrimmer(slack=0)  # no malloc_trim here: steps do nothing
+    rss[0] = 10**9
+    off.step()
+    assert off.trims == 0

@@ -75,19 +75,37 @@ class _Greedy:
     """State of one greedy run on centred float32 points ``x (N, d)``."""
 
     def __init__(self, x: torch.Tensor, n: int, front: int, factor: int) -> None:
-        self.x = x
-        self.sq = x.pow(2).sum(1)  # (N,)
-        # [x, 1] . [-2c, |c|^2] = |c|^2 - 2 x.c: the product alone ranks the centres for each x
-        self.x_aug = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
-        self.centers_aug = torch.empty(n, x.shape[1] + 1)  # chosen centres, in order
-        self.center_idx = torch.empty(n, dtype=torch.long)
+        # One (N, d + 1) copy, [x, |x|^2]. A point's row form is it with the last entry set to
+        # 1, a centre's is it times [-2, ..., -2, 1]: [x, 1] . [-2c, |c|^2] = |x - c|^2 - |x|^2,
+        # so one product ranks the centres for each point.
+        self.rows = torch.cat([x, x.pow(2).sum(1, keepdim=True)], dim=1)
+        self.sq = self.rows[:, -1]  # (N,) |x|^2
+        self.scale = torch.full((x.shape[1] + 1,), -2.0)
+        self.scale[-1] = 1.0
+        self.chosen: list[int] = []  # selected indices, in order
+        self.centers_aug = torch.empty(n, x.shape[1] + 1)  # centre forms of chosen[:stored]
+        self.stored = 0
         self.bound = torch.full((x.shape[0],), float("inf"))  # >= squared distance to the set
-        self.seen = torch.zeros(x.shape[0], dtype=torch.long)  # bound covers centers[:seen]
+        self.seen = torch.zeros(x.shape[0], dtype=torch.long)  # bound covers chosen[:seen]
         self.front_size = min(front, x.shape[0])
         self.factor = factor
 
+    def points(self, index: torch.Tensor) -> torch.Tensor:
+        """Row forms ``[x, 1]`` of the points ``index``."""
+        out = self.rows.index_select(0, index)
+        out[:, -1] = 1.0
+        return out
+
+    def center(self, i: int) -> torch.Tensor:
+        """Centre form ``[-2c, |c|^2]`` of point ``i``."""
+        return self.rows[i].mul(self.scale)
+
     def update(self, rows: torch.Tensor, k: int) -> None:
-        """Bring ``bound[rows]`` up to date with ``centers[:k]``."""
+        """Bring ``bound[rows]`` up to date with the first ``k`` centres."""
+        if self.stored < k:  # centre forms of the centres chosen since the last update
+            new = torch.tensor(self.chosen[self.stored : k])
+            self.centers_aug[self.stored : k] = self.rows.index_select(0, new).mul_(self.scale)
+            self.stored = k
         rows = rows[torch.argsort(self.seen[rows], stable=True)]  # similar staleness together
         for lo in range(0, rows.numel(), _ROWS):
             r = rows[lo : lo + _ROWS]
@@ -95,15 +113,16 @@ class _Greedy:
             if first >= k:
                 continue
             if k - first == 1:  # one centre: the direct formula, exact
-                d2 = _sq_dist(self.x[r], self.x[self.center_idx[first]])
+                c = self.chosen[first]
+                d2 = _sq_dist(self.rows.index_select(0, r)[:, :-1], self.rows[c, :-1])
             else:  # one GEMM against all unseen centres
-                d2 = (self.x_aug[r] @ self.centers_aug[first:k].T).amin(1).add_(self.sq[r])
+                d2 = (self.points(r) @ self.centers_aug[first:k].T).amin(1).add_(self.sq[r])
             self.bound[r] = torch.minimum(self.bound[r], d2.clamp_(min=0))
             self.seen[r] = k
 
     def rebuild(self, k: int) -> tuple[torch.Tensor, float]:
         """New front (indices, ascending) after ``k`` centres, and ``tau``, the bound of the rest."""
-        num, size = self.x.shape[0], self.front_size
+        num, size = self.rows.shape[0], self.front_size
         count = min(num, self.factor * size)
         while True:
             vals, cand = self.bound.topk(count)
@@ -113,8 +132,13 @@ class _Greedy:
             if float(top[0]) >= theta or count == num:
                 break
             count = min(num, count * 4)  # the candidates all fell below theta: widen the search
-        rest = float(top[size]) if top.numel() > size else float("-inf")
-        return cand[order[:size]].sort().values, max(theta, rest)
+        tau = max(theta, float(top[size]) if top.numel() > size else float("-inf"))
+        front = cand[order[:size]]  # descending: front[0] is the farthest point
+        # Any other point at or below tau cannot be the farthest before the next rebuild: keep
+        # it out of the front, which then holds tens to hundreds of points instead of ``size``.
+        keep = self.bound[front] > tau
+        keep[0] = True
+        return front[keep].sort().values, tau
 
 
 def kcenter_greedy(
@@ -123,8 +147,8 @@ def kcenter_greedy(
     """Indices ``(n,)`` of the greedy k-center selection on ``points (N, d)`` from ``start``:
     each step adds the point whose distance to its nearest chosen centre is largest.
 
-    ``front`` is the number of points tracked exactly at every step (``front >= N`` gives the
-    plain loop); ``factor * front`` points are brought up to date when the front is rebuilt.
+    ``front`` bounds the number of points tracked exactly at every step (``front >= N`` gives
+    the plain loop); ``factor * front`` points are brought up to date when it is rebuilt.
     """
     num = points.shape[0]
     if not 0 < n <= num:
@@ -134,28 +158,34 @@ def kcenter_greedy(
     x = points.float()
     x = x - x[:: max(1, num // 65536)].mean(0)  # centring: distances unchanged, less rounding
     state = _Greedy(x, n, front, factor)
-    selected = state.center_idx
+    del x
     new = start
-    front_idx = torch.empty(0, dtype=torch.long)  # the front: indices, [x, 1] rows, |x|^2, distances
-    front_x, front_sq, front_d = torch.empty(0, x.shape[1] + 1), torch.empty(0), torch.empty(0)
+    # The front: its indices (a list: one step reads one), [x, 1] rows, |x|^2, exact distances.
+    # A step is a handful of small ops on it, written to reuse buffers.
+    front_list: list[int] = []
+    front_x = front_sq = front_d = scratch = torch.empty(0)
     tau = float("inf")
     for k in range(n):
-        selected[k] = new
-        state.centers_aug[k, :-1] = x[new] * -2
-        state.centers_aug[k, -1] = state.sq[new]
+        state.chosen.append(new)
         if k:  # keep the front exact for every centre so far
-            front_d = torch.minimum(front_d, torch.addmv(front_sq, front_x, state.centers_aug[k]))
+            torch.addmv(front_sq, front_x, state.center(new), out=scratch)
+            torch.minimum(front_d, scratch, out=front_d)
         if k == n - 1:
             break
-        if k == 0 or float(front_d.max()) <= tau * (1 + _SLACK):
-            if front_idx.numel():  # hand the front's exact distances back to the bounds
+        if k:
+            farthest, where = front_d.max(0)  # the first of equal maxima, as argmax
+        if k == 0 or float(farthest) <= tau * (1 + _SLACK):
+            front_idx = torch.tensor(front_list, dtype=torch.long)
+            if front_list:  # hand the front's exact distances back to the bounds
                 state.bound[front_idx] = front_d
                 state.seen[front_idx] = k + 1
             front_idx, tau = state.rebuild(k + 1)
-            front_x, front_sq = state.x_aug[front_idx], state.sq[front_idx]
-            front_d = state.bound[front_idx]
-        new = int(front_idx[int(torch.argmax(front_d))])
-    return selected
+            front_list = front_idx.tolist()
+            front_x, front_sq = state.points(front_idx), state.sq[front_idx]
+            front_d, scratch = state.bound[front_idx], torch.empty(front_idx.numel())
+            farthest, where = front_d.max(0)
+        new = front_list[int(where)]
+    return torch.tensor(state.chosen, dtype=torch.long)
 
 
 def greedy_coreset(
