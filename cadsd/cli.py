@@ -7,6 +7,7 @@ Thin: each command parses its options and calls one importable function. A
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -348,22 +349,35 @@ def push_cmd(
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI, turning user errors into a message + exit 1."""
+def run_cli(
+    group: click.Group,
+    argv: list[str] | None,
+    prog_name: str,
+    errors: tuple[type[Exception], ...],
+    interrupted: str = "aborted",
+) -> NoReturn:
+    """Run a click ``group`` as a console script: its return value (an int) is the exit code;
+    ``errors`` (user errors with an ``exit_code``) become one red line, never a traceback;
+    Ctrl-C prints ``interrupted`` and exits 130."""
     try:
         # standalone_mode=False: click returns the command's return value (an int is the exit
         # code, so a command like `validate` can return 1) instead of exiting itself.
-        rc = cli.main(args=argv, prog_name="cadsd", standalone_mode=False)
-    except CadsdError as err:
+        rc = group.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except errors as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        console.print("[red]aborted[/]")
+        sys.exit(getattr(err, "exit_code", 1))
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console.print(f"[red]{interrupted}[/]", highlight=False)
         sys.exit(130)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning user errors into a message + exit 1."""
+    run_cli(cli, argv, "cadsd", (CadsdError,))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Thin: each command parses, then calls one importable function. User errors (``Be
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,21 +167,13 @@ def predict_cmd(model_path: Path, images: tuple[Path, ...], device: str, as_json
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors -> one red line and exit 1."""
     from baselines.errors import DetectorError
+    from cadsd.cli import run_cli
     from cadsd.errors import CadsdError
 
-    try:
-        rc = cli.main(args=argv, prog_name="bench", standalone_mode=False)
-    except (BenchError, CadsdError, DetectorError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        console.print("[red]interrupted[/]: finished cells are saved; rerun the same command "
-                      "to resume")
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
+    run_cli(
+        cli, argv, "bench", (BenchError, CadsdError, DetectorError),
+        interrupted="interrupted: finished cells are saved; rerun the same command to resume",
+    )
 
 
 if __name__ == "__main__":

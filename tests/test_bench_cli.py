@@ -169,3 +169,14 @@ def test_cuda_without_gpu(capsys: pytest.CaptureFixture, tmp_path: Path, root: P
     code, text = _bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
                         "--device", "cuda", "--out", str(tmp_path / "run"))
     assert code == 1 and "no CUDA device" in text and not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_says_how_to_resume(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import leaderboard.bench
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leaderboard.bench, "bench_run", interrupted)
+    code, text = _bench(capsys, "run", "--methods", "dummy")
+    assert code == 130 and "rerun the same command to resume" in text and "Traceback" not in text
