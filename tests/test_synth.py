@@ -197,3 +197,16 @@ def test_cli_generate_refuse_force_and_audit(tmp_path: Path, capsys) -> None:
     assert "mean_saturation" in capsys.readouterr().out
     assert _exit_code(["synth"]) == 2  # neither --out nor --audit
     assert _exit_code(["synth", "--audit", str(tmp_path / "missing")]) == 1
+
+
+def test_audit_judges_limits_only_with_enough_images(small: Path) -> None:
+    from cadsd.synth.audit import MIN_IMAGES, AuditRow
+
+    rows = audit(small)  # 6 normal, 3 per anomaly: too few to judge any limit
+    assert all(r.images[0] == 6 and r.images[1] == 3 for r in rows)
+    assert not any(r.judged for r in rows) and violations(rows) == []
+    enough = (MIN_IMAGES, MIN_IMAGES)
+    assert not AuditRow("mean_saturation", "paint", 0.95, 0.8, enough).ok
+    assert AuditRow("mean_saturation", "paint", 0.95, 0.8, (MIN_IMAGES, MIN_IMAGES - 1)).ok
+    assert AuditRow("mean_saturation", "paint", 0.75, 0.8, enough).ok
+    assert AuditRow("product_area", "lacking", 1.0, None, enough).ok  # reported, no limit
