@@ -162,7 +162,7 @@ def kcenter_greedy(
     new = start
     # The front: its indices (a list: one step reads one), [x, 1] rows, |x|^2, exact distances.
     # A step is a handful of small ops on it, written to reuse buffers.
-    front_list: list[int] = []
+    front_idx, front_list = torch.empty(0, dtype=torch.long), []
     front_x = front_sq = front_d = scratch = torch.empty(0)
     tau = float("inf")
     for k in range(n):
@@ -175,7 +175,6 @@ def kcenter_greedy(
         if k:
             farthest, where = front_d.max(0)  # the first of equal maxima, as argmax
         if k == 0 or float(farthest) <= tau * (1 + _SLACK):
-            front_idx = torch.tensor(front_list, dtype=torch.long)
             if front_list:  # hand the front's exact distances back to the bounds
                 state.bound[front_idx] = front_d
                 state.seen[front_idx] = k + 1
