@@ -2,20 +2,32 @@
 
 A detector is an ``nn.Module``:
 
-* ``__init__`` only stores settings (paper defaults as keyword arguments) and builds structure;
-* ``fit(batches)`` consumes an iterable of normal images ``(B, 3, H, W)`` and returns ``self``;
+* ``__init__`` stores its settings as attributes of the same name (paper defaults as keyword
+  arguments; :meth:`Detector.get_params` reads them back) and builds structure only;
+* ``fit(train, progress=None)`` learns from a :class:`~baselines.training.TrainingSet` of normal
+  images (re-iterable: a trained method runs epochs over it; a tensor or a list of batches is
+  accepted too) and returns ``self``; it reports steps, epochs and losses to ``progress``;
 * ``predict(images)`` returns a :class:`Prediction`; higher means more anomalous (PyOD's sign);
 * everything learned lives in buffers or parameters, so ``state_dict()`` is the whole model and
   ``save``/``load`` go through safetensors (never pickle).
 
-Images are float RGB in [0, 1], already resized and centre-cropped (``baselines.preprocess``);
-each detector applies its backbone's normalisation itself.
+What the harness reads, declared here: :meth:`input_for` (the images a method wants: size,
+crop, resampling, normalisation), ``fit_batch_size``, ``budgets`` (named sets of setting
+overrides, e.g. ``quick`` for a CPU), ``fit_timings`` / ``last_timings`` (seconds per stage of
+the last fit / predict), :meth:`backbone_info`, :meth:`state_summary`, ``training_log`` (one
+entry per epoch or logging interval of a trained method, empty for the others), ``fit_notes``
+(other facts of the fit worth recording) and :meth:`training_verdict`.
+
+Images are float RGB in [0, 1], already resized and cropped as :meth:`input_for` says
+(``baselines.preprocess``); each detector applies its own normalisation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,11 +36,16 @@ import torch
 from torch import nn
 
 from baselines.errors import DetectorError, InputError, NotFittedError
+from baselines.preprocess import DEFAULT_INPUT, InputSpec
+from baselines.settings import Setting, settings_of
+from baselines.training import Progress, TrainingSet
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
     from typing_extensions import Self
 
 FORMAT_VERSION = "1"
+#: what ``fit`` accepts: a TrainingSet, a tensor of images, or an iterable of batches
+Train = TrainingSet | torch.Tensor | Iterable[torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -39,26 +56,130 @@ class Prediction:
     maps: torch.Tensor
 
 
+@dataclass(frozen=True)
+class BackboneInfo:
+    """Which pretrained network a detector's features come from, and the weights' sha256
+    (for random init, ``init:`` + a digest of the initial weights)."""
+
+    name: str
+    weights: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """What ``fit`` learned, for records: learned buffers' shapes, the number of trained
+    parameters (0 for frozen-feature methods) and the memory bank's shape where there is one."""
+
+    buffers: dict[str, list[int]]
+    parameters: int = 0
+    memory_bank: list[int] | None = None
+
+
 class Detector(nn.Module):
-    """Base class: settings in ``config``, learned state in buffers, safetensors persistence."""
+    """Base class: settings as attributes, learned state in buffers/parameters, safetensors."""
 
     #: registry name, one-line description and paper citation (shown by ``bench list``)
     name: ClassVar[str] = "detector"
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: named budgets: setting overrides of the paper defaults (``paper`` is the defaults)
+    budgets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: which backbone layers the method taps (a role of the backbone registry), or None
+    backbone_role: ClassVar[str | None] = None
+    #: the paper's backbone, and the offline one ``--backbone auto`` falls back to
+    paper_backbone: ClassVar[str | None] = None
+    fallback_backbone: ClassVar[str | None] = None
+    #: images per batch the harness feeds ``fit`` with
+    fit_batch_size: ClassVar[int] = 8
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        json.dumps(config)  # settings must be JSON-serialisable: they go into the file header
-        self.config: dict[str, Any] = dict(config)
         self.register_buffer("fitted_", torch.zeros((), dtype=torch.bool), persistent=True)
+        self.fit_timings: dict[str, float] = {}
+        self.last_timings: dict[str, float] = {}
+        self.training_log: list[dict[str, float]] = []
+        self.fit_notes: dict[str, Any] = {}  # facts for the record (an index's measured recall)
 
-    # -- the contract ---------------------------------------------------------------------
-    def fit(self, batches: Iterable[torch.Tensor]) -> Self:  # pragma: no cover - abstract
+    # -- settings ----------------------------------------------------------------------------
+    @classmethod
+    def settings(cls) -> dict[str, Setting]:
+        """The keyword settings of ``__init__``, with defaults and annotations."""
+        return settings_of(cls)
+
+    def get_params(self) -> dict[str, Any]:
+        """The settings this detector was built with (JSON-ready: tuples become lists)."""
+        out = {}
+        for name in self.settings():
+            value = getattr(self, name)
+            if isinstance(value, torch.device):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Alias of :meth:`get_params` (what goes into a saved file's header)."""
+        return self.get_params()
+
+    @classmethod
+    def validate(cls, params: Mapping[str, Any]) -> None:
+        """Check a full set of settings' values (ranges, combinations); raise DetectorError
+        naming the fix. Runs in ``__init__`` and, through the harness, before any cell."""
+
+    def _check_settings(self) -> None:
+        """Subclasses call this once their settings are stored, before building anything."""
+        params = self.get_params()
+        json.dumps(params)  # settings must be JSON-serialisable: they go into the file header
+        type(self).validate(params)
+
+    @classmethod
+    def input_for(cls, params: Mapping[str, Any]) -> InputSpec:
+        """The images this method wants with settings ``params`` (default: resize 256, crop
+        224, as the official SA-PatchCore code)."""
+        return DEFAULT_INPUT
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return type(self).input_for(self.get_params())
+
+    @classmethod
+    def training_flops(cls, params: Mapping[str, Any], n_images: int) -> float | None:
+        """FLOPs that ``fit`` spends training with settings ``params`` on ``n_images`` images
+        (None for methods that do not train): the harness states the cost of a budget."""
+        return None
+
+    # -- the contract -------------------------------------------------------------------------
+    def fit(self, train: Train, progress: Progress | None = None) -> Self:  # pragma: no cover
         raise NotImplementedError
 
     def predict(self, images: torch.Tensor) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def backbone_info(self) -> BackboneInfo | None:
+        """The pretrained backbone's identity; None for a method without one."""
+        return None
+
+    def state_summary(self) -> StateSummary:
+        """Shapes of the learned buffers and the number of trained parameters."""
+        saved = self.state_dict()
+        buffers = {k: list(v.shape) for k, v in self.named_buffers()
+                   if k in saved and k != "fitted_" and v.ndim > 0}
+        params = sum(p.numel() for p in self.parameters())
+        return StateSummary(buffers=buffers, parameters=params)
+
+    def step_probe(self, train: Train) -> Callable[[], float] | None:
+        """For benchmarks: prepare what one optimisation step needs from ``train`` (as ``fit``
+        would) and return a function that runs one real step and returns its loss; None for
+        methods that do not train. Running it changes the model: use a fresh one."""
+        return None
+
+    def training_verdict(self) -> str | None:
+        """A warning when training ended before it taught the model anything measurable (its
+        losses still at their untrained level), else None; shown beside the method's row."""
+        return None
 
     # -- helpers for subclasses -----------------------------------------------------------
     @property
@@ -100,13 +221,9 @@ class Detector(nn.Module):
         if size is not None and tuple(images.shape[-2:]) != tuple(size):
             raise InputError(
                 f"images are {tuple(images.shape[-2:])} but the model was fitted on {tuple(size)}; "
-                "preprocess them the same way (baselines.preprocess: resize 256, crop 224)"
+                "preprocess them the same way (baselines.preprocess, the method's input_spec)"
             )
         return images
-
-    def state_summary(self) -> dict[str, list[int]]:
-        """Shapes of the learned buffers (e.g. the memory bank), for result records."""
-        return {k: list(v.shape) for k, v in self.named_buffers() if k != "fitted_" and v.ndim > 0}
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -121,12 +238,17 @@ class Detector(nn.Module):
             "format": "cadsd-bench-detector",
             "format_version": FORMAT_VERSION,
             "class": f"{type(self).__module__}:{type(self).__qualname__}",
-            "config": json.dumps(self.config, sort_keys=True),
+            "config": json.dumps(self.get_params(), sort_keys=True),
             **self._extra_metadata(),
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -155,7 +277,7 @@ class Detector(nn.Module):
         if not issubclass(klass, cls):
             raise DetectorError(f"{path} holds a {qualname}, not a {cls.__name__}")
         config = json.loads(meta["config"])
-        if device is not None:
+        if device is not None and "device" in klass.settings():
             config["device"] = str(device)
         model = klass(**config)
         model._prepare_for_state(tensors)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from baselines.base import Detector
+from baselines.base import BackboneInfo, Detector, Train
 from baselines.components.anomaly_map import anomaly_map, map_matrices
 from baselines.components.backbones import FeatureExtractor
 from baselines.components.memory import HeapTrimmer
 from baselines.errors import DetectorError
+from baselines.training import Progress, TrainingSet
 
 
 def parse_device(device: str) -> torch.device:
@@ -35,20 +36,32 @@ def parse_device(device: str) -> torch.device:
 
 
 class FeatureDetector(Detector):
-    """A :class:`Detector` whose features come from a frozen backbone (``self.extractor``)."""
+    """A :class:`Detector` whose features come from a frozen backbone (``self.extractor``).
+
+    Subclasses store the settings ``backbone``, ``weights``, ``device`` and ``seed`` (and may
+    have ``channels_last``, ``precision`` and ``sigma``) before calling :meth:`_setup_backbone`.
+    """
+
+    paper_backbone = "wide_resnet50_2"
+    fallback_backbone = "mobilenet_v2"
+    backbone: str
+    weights: str
+    seed: int
+    sigma: float
+    #: defaults for subclasses without these settings (PaDiM has no bf16 option)
+    channels_last: bool = False
+    precision: str = "fp32"
 
     def _setup_backbone(self, layers: Sequence[str]) -> None:
-        """Build the extractor for ``layers`` from the settings in ``self.config``."""
-        cfg = self.config
-        self.device = parse_device(cfg["device"])
-        extractor = FeatureExtractor(cfg["backbone"], layers, cfg["weights"], cfg["seed"])
-        if cfg.get("channels_last", False):  # faster convolutions on CPU, same numbers
+        """Build the frozen extractor for ``layers`` from the stored settings."""
+        self.device = parse_device(str(self.device))
+        extractor = FeatureExtractor(self.backbone, layers, self.weights, self.seed)
+        if self.channels_last:  # faster convolutions on CPU, same numbers
             extractor = extractor.to(memory_format=torch.channels_last)
         object.__setattr__(self, "extractor", extractor.to(self.device))  # not a submodule
         self.backbone_sha256: str | None = extractor.weights_sha256
+        self._init_digest: str | None = None
         self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=self.device))
-        self.last_timings: dict[str, float] = {}
-        self.fit_timings: dict[str, float] = {}
         self._map_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _reset_caches(self) -> None:
@@ -61,7 +74,6 @@ class FeatureDetector(Detector):
         if "extractor" in self.__dict__:
             self.extractor._apply(fn, *args, **kwargs)
             self.device = self.fitted_.device
-            self.config["device"] = str(self.device)
             self._reset_caches()
         return self
 
@@ -75,20 +87,26 @@ class FeatureDetector(Detector):
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
     @staticmethod
-    def _fit_batches(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """``batches`` for a fit loop, with the heap trimmed before the first and, once it has
-        grown enough, after one: see :mod:`baselines.components.memory`."""
+    def _fit_batches(train: Train, progress: Progress | None = None) -> Iterator[torch.Tensor]:
+        """One pass over ``train`` (file order) for a fit loop, reported as the ``extract``
+        stage, with the heap trimmed before the first batch and, once it has grown enough,
+        after one: see :mod:`baselines.components.memory`."""
+        progress = progress or Progress()
+        total = train.num_batches if isinstance(train, TrainingSet) else (
+            len(train) if isinstance(train, Sized) else 0)
+        progress.stage("extract", total)
         trimmer = HeapTrimmer()
-        for batch in batches:
+        for batch in train:
             yield batch
             trimmer.step()
+            progress.advance()
 
-    def _backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Float feature maps of the requested layers, in the backbone's memory format."""
         x = images.to(self.device, non_blocking=True)
-        if self.config.get("channels_last", False):
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.config.get("precision", "fp32") == "bf16":
+        if self.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 feats = self.extractor(x)
         else:
@@ -102,19 +120,24 @@ class FeatureDetector(Detector):
         h, w = grid_scores.shape[-2:]
         key = (h, w, size, self.device)
         if key not in self._map_cache:
-            self._map_cache[key] = map_matrices((h, w), size, self.config["sigma"], self.device)
+            self._map_cache[key] = map_matrices((h, w), size, self.sigma, self.device)
         return anomaly_map(grid_scores, size, matrices=self._map_cache[key])
 
-    # -- persistence: the backbone's identity ---------------------------------------------
+    # -- the backbone's identity (records, persistence) -------------------------------------
+    def backbone_info(self) -> BackboneInfo:
+        return BackboneInfo(self.backbone, self.weights, self._backbone_digest())
+
     def _backbone_digest(self) -> str:
         """The weights file's sha256, or for random init a sha256 of the initialised weights."""
         if self.backbone_sha256 is not None:
             return self.backbone_sha256
-        digest = hashlib.sha256()
-        for key, value in self.extractor.body.state_dict().items():
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return "init:" + digest.hexdigest()
+        if self._init_digest is None:
+            digest = hashlib.sha256()
+            for key, value in self.extractor.body.state_dict().items():
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            self._init_digest = "init:" + digest.hexdigest()
+        return self._init_digest
 
     def _extra_metadata(self) -> dict[str, str]:
         return {"backbone_sha256": self._backbone_digest()}
@@ -125,6 +148,6 @@ class FeatureDetector(Detector):
             raise DetectorError(
                 f"the backbone weights differ from those the model was fitted with (sha256 "
                 f"{mine[:17]} here, {str(saved)[:17]} in the file): pass the same --weights "
-                f"({self.config['weights']!r}) or fit again"
+                f"({self.weights!r}) or fit again"
             )
         self._reset_caches()

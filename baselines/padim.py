@@ -21,17 +21,18 @@ Memory and speed: :mod:`baselines.components.gaussian` (one pass, one packed flo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
-from baselines.base import Prediction
+from baselines.base import Prediction, Train
 from baselines.components.aggregate import upsample_nearest
 from baselines.components.backbones import get_spec
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
 from baselines.errors import DetectorError, InputError
 from baselines.feature_detector import FeatureDetector
+from baselines.training import Progress
 
 
 class PaDiM(FeatureDetector):
@@ -45,6 +46,7 @@ class PaDiM(FeatureDetector):
         "Defard et al., PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection "
         "and Localization, ICPR 2021"
     )
+    backbone_role: ClassVar[str] = "padim"
 
     def __init__(
         self,
@@ -59,17 +61,18 @@ class PaDiM(FeatureDetector):
         block: int = 64,
         channels_last: bool = True,
     ) -> None:
-        if n_features < 1 or eps < 0 or block < 1:
-            raise DetectorError(
-                f"PaDiM needs n_features >= 1, eps >= 0 and block >= 1; got {n_features}, "
-                f"{eps}, {block}"
-            )
-        super().__init__(
-            backbone=backbone, weights=str(weights), device=str(device), seed=seed,
-            n_features=n_features, eps=eps, sigma=sigma, block=block, channels_last=channels_last,
-        )
-        spec = get_spec(backbone)
-        self.layer_names = (spec.layer1, spec.layer2, spec.layer3)
+        super().__init__()
+        self.backbone = backbone
+        self.weights = str(weights)
+        self.device = device
+        self.seed = seed
+        self.n_features = n_features
+        self.eps = eps
+        self.sigma = sigma
+        self.block = block
+        self.channels_last = channels_last
+        self._check_settings()
+        self.layer_names = get_spec(backbone).role_layers(self.backbone_role)
         self._setup_backbone(self.layer_names)
         dev = self.device
         self.register_buffer("idx_", torch.zeros(0, dtype=torch.long, device=dev))  # (d,) sorted
@@ -78,13 +81,21 @@ class PaDiM(FeatureDetector):
         self.register_buffer("factor_", torch.zeros(0, 0, device=dev))
         self.register_buffer("row_blocks_", torch.zeros(0, dtype=torch.long, device=dev))
 
+    @classmethod
+    def validate(cls, params: Mapping[str, Any]) -> None:
+        if params["n_features"] < 1 or params["eps"] < 0 or params["block"] < 1:
+            raise DetectorError(
+                f"PaDiM needs n_features >= 1, eps >= 0 and block >= 1; got {params['n_features']}, "
+                f"{params['eps']}, {params['block']}"
+            )
+
     # -- embedding --------------------------------------------------------------------------
     def _select_dims(self, channels: tuple[int, ...]) -> torch.Tensor:
         """The seeded random subset of embedding dims (sec. 3.1), sorted; all when too few."""
-        total, n = sum(channels), self.config["n_features"]
+        total, n = sum(channels), self.n_features
         if n >= total:
             return torch.arange(total)
-        gen = torch.Generator().manual_seed(self.config["seed"])
+        gen = torch.Generator().manual_seed(self.seed)
         return torch.randperm(total, generator=gen)[:n].sort().values
 
     def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -99,16 +110,16 @@ class PaDiM(FeatureDetector):
         return torch.cat(parts, dim=1).float().contiguous()
 
     # -- the contract -----------------------------------------------------------------------
-    def fit(self, batches: Iterable[torch.Tensor]) -> PaDiM:
+    def fit(self, train: Train, progress: Progress | None = None) -> PaDiM:
         """Stream the normal images once: per-position mean and covariance, then the factors."""
         timings: dict[str, float] = {}
         acc: GaussianAccumulator | None = None
         size: tuple[int, int] | None = None
         with torch.no_grad():
-            for batch in self._fit_batches(batches):
+            for batch in self._fit_batches(train, progress):
                 images = self.check_images(batch, size=size)
                 with self._timed(timings, "extract"):
-                    feats = self._backbone(images)
+                    feats = self.features(images)
                     if acc is None:
                         size = (int(images.shape[-2]), int(images.shape[-1]))
                         self.idx_ = self._select_dims(tuple(f.shape[1] for f in feats)).to(
@@ -119,14 +130,14 @@ class PaDiM(FeatureDetector):
                 with self._timed(timings, "gaussian"):
                     if acc is None:
                         acc = GaussianAccumulator(
-                            emb.shape[2], emb.shape[1], self.device, self.config["block"]
+                            emb.shape[2], emb.shape[1], self.device, self.block
                         )
                     acc.add(emb)
                 del emb
             if acc is None or size is None:
                 raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
             with self._timed(timings, "cholesky"):
-                self.mean_, self.factor_ = acc.finalize(self.config["eps"])
+                self.mean_, self.factor_ = acc.finalize(self.eps)
                 self.row_blocks_ = torch.tensor(acc.layout.edges, device=self.device)
             del acc
         timings["gaussian"] = timings.get("gaussian", 0.0) + timings["cholesky"]
@@ -144,7 +155,7 @@ class PaDiM(FeatureDetector):
         timings: dict[str, float] = {}
         with torch.inference_mode():
             with self._timed(timings, "backbone"):
-                emb = self._embed(self._backbone(images))  # (B, d, h, w)
+                emb = self._embed(self.features(images))  # (B, d, h, w)
                 b, _, h, w = emb.shape
             with self._timed(timings, "mahalanobis"):
                 layout = BlockTriangle(tuple(self.row_blocks_.tolist()))

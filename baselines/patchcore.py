@@ -11,17 +11,19 @@ Subclasses change the per-layer aggregation only: override :meth:`PatchCore.aggr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 
-from baselines.base import Prediction
+from baselines.base import Prediction, StateSummary, Train
 from baselines.components.aggregate import concat_layers, local_avg, to_patches
 from baselines.components.backbones import get_spec
 from baselines.components.coreset import gather_rows, greedy_coreset
 from baselines.components.nn_search import NearestNeighbors
 from baselines.errors import DetectorError, InputError
 from baselines.feature_detector import FeatureDetector
+from baselines.training import Progress
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -32,6 +34,7 @@ class PatchCore(FeatureDetector):
     name = "patchcore"
     description = "PatchCore: avg-pooled layer2+layer3 patches, 1% coreset, 1-NN distance"
     paper = "Roth et al., Towards Total Recall in Industrial Anomaly Detection, CVPR 2022"
+    backbone_role = "patchcore"
 
     def __init__(
         self,
@@ -46,22 +49,35 @@ class PatchCore(FeatureDetector):
         reweight: bool = False,
         num_neighbors: int = 9,
         sigma: float = 4.0,
-        precision: str = "fp32",
+        precision: Literal["fp32", "bf16"] = "fp32",
         channels_last: bool = True,
     ) -> None:
-        if not 0 < coreset_ratio <= 1:
-            raise DetectorError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
-        if precision not in PRECISIONS:
-            raise DetectorError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        super().__init__(
-            backbone=backbone, weights=str(weights), device=str(device), seed=seed,
-            coreset_ratio=coreset_ratio, projection_dim=projection_dim,
-            coreset_start=coreset_start, reweight=reweight, num_neighbors=num_neighbors,
-            sigma=sigma, precision=precision, channels_last=channels_last,
-        )
-        self._setup_backbone(get_spec(backbone).layers)
+        super().__init__()
+        self.backbone = backbone
+        self.weights = str(weights)
+        self.device = device
+        self.seed = seed
+        self.coreset_ratio = coreset_ratio
+        self.projection_dim = projection_dim
+        self.coreset_start = coreset_start
+        self.reweight = reweight
+        self.num_neighbors = num_neighbors
+        self.sigma = sigma
+        self.precision = precision
+        self.channels_last = channels_last
+        self._check_settings()
+        self._setup_backbone(get_spec(backbone).role_layers(self.backbone_role))
         self.register_buffer("memory_bank_", torch.empty(0, 0, device=self.device))
         self._nn: NearestNeighbors | None = None
+
+    @classmethod
+    def validate(cls, params: Mapping[str, Any]) -> None:
+        if not 0 < params["coreset_ratio"] <= 1:
+            raise DetectorError(f"coreset_ratio must be in (0, 1], got {params['coreset_ratio']}")
+        if params["precision"] not in PRECISIONS:
+            raise DetectorError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
+        if params["num_neighbors"] < 1 or params["sigma"] <= 0:
+            raise DetectorError("num_neighbors must be >= 1 and sigma > 0")
 
     # -- the hook subclasses override ------------------------------------------------------
     def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:
@@ -78,19 +94,19 @@ class PatchCore(FeatureDetector):
         """Patch embedding ``(B, D, h, w)`` of checked images: backbone, aggregation, concat."""
         timings = {} if timings is None else timings
         with self._timed(timings, "backbone"):
-            feats = self._backbone(images)
+            feats = self.features(images)
         with self._timed(timings, "aggregate"):
             out = concat_layers([self.aggregate(i, f) for i, f in enumerate(feats)])
         return out
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, batches: Iterable[torch.Tensor]) -> PatchCore:
-        """Embed every training patch, keep a greedy coreset of ``coreset_ratio`` of them."""
+    def fit(self, train: Train, progress: Progress | None = None) -> PatchCore:
+        """Embed every training patch (one pass), keep a greedy coreset of ``coreset_ratio``."""
         timings: dict[str, float] = {}
         chunks: list[torch.Tensor] = []  # (n_i, D) float32 on CPU: the only full copy
         size: tuple[int, int] | None = None
         with torch.inference_mode():
-            for batch in self._fit_batches(batches):
+            for batch in self._fit_batches(train, progress):
                 images = self.check_images(batch, size=size)
                 size = size or tuple(images.shape[-2:])
                 emb = self.embed(images, timings)
@@ -100,14 +116,15 @@ class PatchCore(FeatureDetector):
             if not chunks:
                 raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
             total = sum(c.shape[0] for c in chunks)
+            (progress or Progress()).stage("coreset", 1)
             with self._timed(timings, "coreset"):
-                keep = max(1, int(total * self.config["coreset_ratio"]))  # official: int(N * r)
+                keep = max(1, int(total * self.coreset_ratio))  # official: int(N * r)
                 if keep >= total:
                     bank = torch.cat(chunks)
                 else:
                     index = greedy_coreset(
-                        chunks, keep, project_dim=self.config["projection_dim"],
-                        seed=self.config["seed"], start=self.config["coreset_start"],
+                        chunks, keep, project_dim=self.projection_dim,
+                        seed=self.seed, start=self.coreset_start,
                     )
                     bank = gather_rows(chunks, index)
             del chunks
@@ -120,7 +137,12 @@ class PatchCore(FeatureDetector):
         self.fit_timings = self.last_timings = timings
         return self
 
-    def _searcher(self) -> NearestNeighbors:
+    def state_summary(self) -> StateSummary:
+        base = super().state_summary()
+        return StateSummary(base.buffers, base.parameters, list(self.memory_bank_.shape))
+
+    def searcher(self) -> NearestNeighbors:
+        """The exact 1-NN index over the memory bank (built once, after fit or load)."""
         if self._nn is None:
             self._nn = NearestNeighbors(self.memory_bank_)
         return self._nn
@@ -136,10 +158,10 @@ class PatchCore(FeatureDetector):
             b, _, h, w = emb.shape
             with self._timed(timings, "search"):
                 patches = to_patches(emb)
-                dist, nearest = self._searcher().search(patches, k=1)
+                dist, nearest = self.searcher().search(patches, k=1)
                 patch_scores = dist[:, 0].view(b, h * w).to(self.device)
                 scores, where = patch_scores.max(dim=1)
-                if self.config["reweight"]:
+                if self.reweight:
                     scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))
             with self._timed(timings, "map"):
                 maps = self._anomaly_map(patch_scores.view(b, h, w), size)
@@ -155,7 +177,7 @@ class PatchCore(FeatureDetector):
         hw = nearest.shape[1]
         m_test = patches.view(b, hw, -1)[torch.arange(b), where]  # (B, D) most anomalous patch
         m_star = self.memory_bank_[nearest[torch.arange(b), where]]  # (B, D) its nearest
-        _, support = self._searcher().search(m_star, k=self.config["num_neighbors"])
+        _, support = self.searcher().search(m_star, k=self.num_neighbors)
         dists = torch.linalg.vector_norm(
             m_test.unsqueeze(1) - self.memory_bank_[support.to(self.device)], dim=2
         )  # (B, b)

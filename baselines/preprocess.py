@@ -1,10 +1,13 @@
-"""Image preprocessing of the official SA-PatchCore code: resize to 256x256 (antialiased),
-centre crop 224, float RGB in [0, 1]. The backbone's normalisation is applied by the detector.
+"""Image preprocessing: each method declares its input (:class:`InputSpec`) and images are
+decoded to it once. The default is the official SA-PatchCore code's: resize to 256x256
+(antialiased), centre crop 224, float RGB in [0, 1]. Normalisation (ImageNet mean/std, [-1, 1],
+a training mean image) is the detector's own business: it is named in the spec for records.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,47 @@ from baselines.errors import InputError
 
 LOAD_SIZE = 256
 INPUT_SIZE = 224
+RESAMPLE = {
+    "lanczos": Image.Resampling.LANCZOS,  # torchvision Resize(..., Image.ANTIALIAS): PatchCore code
+    "bicubic": Image.Resampling.BICUBIC,  # PIL Image.resize's default for RGB: PatchSVDD code
+    "bilinear": Image.Resampling.BILINEAR,  # torchvision Resize's default on PIL: CS-Flow code
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a method wants its images: a square resize, an optional centre crop, the PIL filter
+    of the resize, and (for the record) the normalisation the detector applies itself."""
+
+    resize: int = LOAD_SIZE
+    crop: int | None = INPUT_SIZE
+    resample: str = "lanczos"
+    normalization: str = "the backbone's"
+
+    def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE:
+            raise InputError(f"unknown resample {self.resample!r}; use one of {', '.join(RESAMPLE)}")
+        if self.resize < 1 or (self.crop is not None and not 0 < self.crop <= self.resize):
+            raise InputError(f"bad input size: resize {self.resize}, crop {self.crop}")
+
+    @property
+    def size(self) -> int:
+        """Side of the images the detector gets."""
+        return self.crop or self.resize
+
+    @property
+    def decode_key(self) -> tuple[int, int | None, str]:
+        """What decoding depends on (two specs with the same key share decoded images)."""
+        return (self.resize, self.crop, self.resample)
+
+    def describe(self) -> str:
+        crop = f", centre crop {self.crop}" if self.crop and self.crop != self.resize else ""
+        return f"resize {self.resize} ({self.resample}){crop}; normalisation: {self.normalization}"
+
+
+#: the official SA-PatchCore / PatchCore input
+DEFAULT_INPUT = InputSpec()
 
 
 def open_rgb(src: str | Path | bytes | Image.Image) -> Image.Image:
@@ -31,28 +75,28 @@ def open_rgb(src: str | Path | bytes | Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def _resize_crop(img: Image.Image, load_size: int, input_size: int, resample: int) -> np.ndarray:
-    img = img.resize((load_size, load_size), resample=resample)
-    top = round((load_size - input_size) / 2.0)  # torchvision CenterCrop's rounding
-    return np.asarray(img)[top : top + input_size, top : top + input_size]
+def _resize_crop(img: Image.Image, spec: InputSpec, resample: int) -> np.ndarray:
+    img = img.resize((spec.resize, spec.resize), resample=resample)
+    arr = np.asarray(img)
+    if spec.crop is None or spec.crop == spec.resize:
+        return arr
+    top = round((spec.resize - spec.crop) / 2.0)  # torchvision CenterCrop's rounding
+    return arr[top : top + spec.crop, top : top + spec.crop]
 
 
-def image_to_tensor(
-    src: str | Path | bytes | Image.Image,
-    load_size: int = LOAD_SIZE,
-    input_size: int = INPUT_SIZE,
-) -> torch.Tensor:
-    """One image -> float tensor ``(3, input_size, input_size)`` in [0, 1]."""
-    arr = _resize_crop(open_rgb(src), load_size, input_size, Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255.0)
+def image_to_uint8(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT) -> torch.Tensor:
+    """One image -> uint8 tensor ``(3, size, size)`` as ``spec`` wants it."""
+    arr = _resize_crop(open_rgb(src), spec, RESAMPLE[spec.resample])
+    return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()  # a writable copy
 
 
-def mask_to_tensor(
-    src: str | Path | bytes | Image.Image,
-    load_size: int = LOAD_SIZE,
-    input_size: int = INPUT_SIZE,
-) -> torch.Tensor:
-    """A ground-truth mask -> bool tensor ``(input_size, input_size)`` (nearest resampling)."""
+def image_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT) -> torch.Tensor:
+    """One image -> float tensor ``(3, size, size)`` in [0, 1] as ``spec`` wants it."""
+    return image_to_uint8(src, spec).float().div_(255.0)
+
+
+def mask_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT) -> torch.Tensor:
+    """A ground-truth mask -> bool tensor ``(size, size)`` (nearest resampling)."""
     img = src if isinstance(src, Image.Image) else open_rgb(src)
-    arr = _resize_crop(img.convert("L"), load_size, input_size, Image.Resampling.NEAREST)
+    arr = _resize_crop(img.convert("L"), spec, Image.Resampling.NEAREST)
     return torch.from_numpy(np.ascontiguousarray(arr) > 127)

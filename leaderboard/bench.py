@@ -1,8 +1,8 @@
 """`bench run` as one importable function: resolve choices, decode data, run cells, write outputs.
 
-Every check that can fail on user input (method names, device, backbone name, dataset path, a
-test split without anomalies) runs before the run folder is created, so a mistake leaves no
-files behind.
+Every check that can fail on user input (method names, device, budget, ``--param`` keys and
+values, backbone and its weights, dataset path, a test split without anomalies, undecodable
+images) runs before the run folder is created, so a mistake leaves no files behind.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leaderboard import choices, data, environment, registry
+from leaderboard import choices, data, environment, plan, registry
 from leaderboard.progress import Reporter
 from leaderboard.report import write_outputs
 from leaderboard.runner import RunOptions, run
@@ -41,42 +41,46 @@ def bench_run(
     weights: str = "imagenet",
     seeds: str = "0",
     device: str = "auto",
+    budget: str = "auto",
     out: str | Path | None = None,
     force: bool = False,
     save_models: bool = False,
     params: tuple[str, ...] | list[str] = (),
     echo: Callable[[str], None] = print,
     reporter: Callable[[], Reporter] = Reporter,
-    decode_progress: Callable[[int], Callable[[], None]] | None = None,
+    decode_progress: Callable[[str, int], Callable[[], None]] | None = None,
     registry_: Mapping[str, registry.MethodEntry] | None = None,
     probe: Callable[[], bool] = choices.online,
     **options: Any,
 ) -> BenchResult:
     """Run ``methods`` x ``seeds`` on ``dataset``; see ``bench run --help`` for the options.
 
-    ``options`` go to :class:`~leaderboard.runner.RunOptions` (e.g. ``resamples``,
-    ``fit_batch_size``). ``decode_progress(total)`` returns a per-image tick for decoding.
+    Everything a user can get wrong is checked before the run folder is made, in this order:
+    method names, seeds, device, budget and ``--param`` keys and values (usage errors exit 2),
+    the dataset (found, usable), each backbone and its weights (resolved once), and every image
+    decoded for every input the methods ask for. ``options`` go to
+    :class:`~leaderboard.runner.RunOptions` (e.g. ``resamples``). ``decode_progress(what,
+    total)`` returns a per-image tick for decoding.
     """
     t0 = time.perf_counter()
-    names = registry.select(methods, registry_)
+    reg = registry_ if registry_ is not None else registry.METHODS
+    names = registry.select(methods, reg)
     seed_list = choices.parse_seeds(seeds)
-    settings = choices.parse_params(params, names)
     dev = environment.resolve_device(device)
-    if backbone != "auto":
-        choices.resolve_backbone(backbone, weights, echo)  # validates the name early
+    chosen_budget = plan.resolve_budget(budget, dev)
+    plans = plan.plan_methods(names, reg, params, chosen_budget)
     resolved = data.resolve(dataset, echo)
-    ticks: dict[str, Callable[[], None]] = {}
-
-    def start(total: int) -> None:
-        if decode_progress is not None:
-            ticks["tick"] = decode_progress(total)
-
-    bench_data = data.load(resolved, start=start, tick=lambda: ticks.get("tick", _noop)())
-    bb, wt = choices.resolve_backbone(backbone, weights, echo, probe=probe)
-    out_dir = Path(out) if out is not None else choices.default_out(resolved.name, bb, wt)
-    opts = RunOptions(methods=names, seeds=seed_list, backbone=bb, weights=wt, device=dev,
-                      out=out_dir, force=force, save_models=save_models, params=settings,
-                      registry=registry_, **options)
+    bench_data = data.load(resolved)
+    plans = choices.resolve_backbones(backbone, weights, plans, echo, probe=probe)
+    for line in plan.budget_lines(plans, chosen_budget, dev, len(bench_data.train_rows),
+                                  lambda: environment.gemm_gflops(dev)):
+        echo(line)
+    for spec in dict.fromkeys(p.input for p in plans):
+        _decode(bench_data, spec, decode_progress)
+    out_dir = (Path(out) if out is not None
+               else choices.default_out(resolved.name, choices.run_tag(plans)))
+    opts = RunOptions(plans=plans, seeds=seed_list, device=dev, out=out_dir, budget=chosen_budget,
+                      force=force, save_models=save_models, **options)
     ui = reporter()
     try:
         records = run(bench_data, opts, ui)
@@ -85,6 +89,18 @@ def bench_run(
     files = write_outputs(out_dir)
     return BenchResult(out=out_dir, records=records, files=files,
                        wall_s=time.perf_counter() - t0)
+
+
+def _decode(bench_data: data.BenchData, spec: Any,
+            decode_progress: Callable[[str, int], Callable[[], None]] | None) -> None:
+    """Decode both splits for ``spec`` now (a bad image fails here, before any file is made)."""
+    ticks: dict[str, Callable[[], None]] = {}
+
+    def start(total: int) -> None:
+        if decode_progress is not None:
+            ticks["tick"] = decode_progress(f"decoding images ({spec.describe()})", total)
+
+    bench_data.view(spec, start=start, tick=lambda: ticks.get("tick", _noop)())
 
 
 def _noop() -> None:

@@ -6,10 +6,15 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PAPER_BACKBONE = "wide_resnet50_2"
-EMBEDDED_BACKBONE = "mobilenet_v2"
+from baselines.errors import DetectorError
+
+if TYPE_CHECKING:
+    from leaderboard.plan import MethodPlan
+
 PROBE_HOST = ("download.pytorch.org", 443)
 
 
@@ -33,55 +38,98 @@ def online(timeout_s: float = 1.5) -> bool:
     return bool(result and result[0])
 
 
-def resolve_backbone(
+def resolve_backbones(
     spec: str,
     weights: str,
+    plans: list[MethodPlan],
     echo: Callable[[str], None] = print,
     probe: Callable[[], bool] = online,
-) -> tuple[str, str]:
-    """``auto``: the paper's wide_resnet50_2 with ImageNet weights when they are cached (or
-    fetchable right now), else the embedded mobilenet_v2; prints one line saying which and why.
-    A named backbone is checked against the registry and returned as is.
+) -> list[MethodPlan]:
+    """Each plan with its backbone and weights, resolved once per backbone before any cell.
+
+    ``auto``: each method's paper backbone when its ImageNet weights are available (cached,
+    shipped, or fetchable right now), else its offline fallback; one printed line per choice.
+    A named backbone goes to every method that taps one; it must offer the method's layers.
+    Weights are fetched (or found missing: one clear error) here, not in every cell.
     """
-    import torch
-
-    from baselines.components.backbones import get_spec, imagenet_available, torchvision_cache_path
+    from baselines.components.backbones import ensure_weights, get_spec, imagenet_available
     from leaderboard.errors import BenchError
+    from leaderboard.plan import check_backbone_role
 
+    users = [p for p in plans if p.klass.backbone_role is not None]
     if spec != "auto":
         get_spec(spec)  # unknown names raise with the list of known ones
-        return spec, weights
+        for p in users:
+            check_backbone_role(p, spec)
+        if users:
+            ensure_weights(spec, weights)
+        return [replace(p, backbone=spec, weights=weights) if p in users else p for p in plans]
     if weights != "imagenet":
         raise BenchError("--backbone auto chooses the weights itself; with --weights PATH also "
                          "name the backbone, e.g. --backbone wide_resnet50_2 --weights PATH")
-    paper = get_spec(PAPER_BACKBONE)
-    if imagenet_available(PAPER_BACKBONE):
-        echo(f"Backbone: {PAPER_BACKBONE} with ImageNet weights (the paper's).")
-        return PAPER_BACKBONE, "imagenet"
-    cache = torchvision_cache_path(paper.imagenet_url)
-    if probe():
+    chosen: dict[str, str] = {}  # method -> backbone
+    reachable: list[bool] = []  # the probe, run at most once
+
+    def usable(name: str) -> tuple[bool, str]:
+        if imagenet_available(name):
+            return True, ""
+        if not reachable:
+            reachable.append(probe())
+        if not reachable[0]:
+            return False, "this machine is offline"
         try:
-            echo(f"Backbone: fetching the paper's {PAPER_BACKBONE} ImageNet weights once...")
-            torch.hub.load_state_dict_from_url(paper.imagenet_url, progress=True, check_hash=True)
-            echo(f"Backbone: {PAPER_BACKBONE} with ImageNet weights (the paper's).")
-            return PAPER_BACKBONE, "imagenet"
-        except (OSError, RuntimeError) as err:
-            why = f"fetching them failed ({type(err).__name__}: {err})"
-    else:
-        why = "this machine is offline"
-    echo(
-        f"Backbone: embedded {EMBEDDED_BACKBONE} (ImageNet weights shipped with the package, runs "
-        f"offline). The paper's {PAPER_BACKBONE} ImageNet weights are not in {cache} and {why}; "
-        f"with network access run `bench run --backbone {PAPER_BACKBONE}` once (it downloads "
-        f"them), or pass a local copy with `--backbone {PAPER_BACKBONE} --weights PATH`."
-    )
-    return EMBEDDED_BACKBONE, "imagenet"
+            echo(f"Backbone: fetching the ImageNet weights of {name} once...")
+            ensure_weights(name, "imagenet")
+            return True, ""
+        except DetectorError as err:
+            return False, f"fetching them failed ({err})"
+
+    verdicts: dict[str, tuple[bool, str]] = {}
+    for p in users:
+        paper = p.klass.paper_backbone or ""
+        if paper not in verdicts:
+            verdicts[paper] = usable(paper)
+        ok, why = verdicts[paper]
+        chosen[p.name] = paper if ok else (p.klass.fallback_backbone or "")
+    by_backbone: dict[str, list[str]] = {}
+    for name, bb in chosen.items():
+        by_backbone.setdefault(bb, []).append(name)
+    for bb, methods in by_backbone.items():
+        ensure_weights(bb, "imagenet")
+        klass = next(p.klass for p in users if p.name == methods[0])
+        who = ", ".join(methods)
+        if bb == klass.paper_backbone:
+            echo(f"Backbone: {bb} with ImageNet weights (the paper's) for {who}.")
+            continue
+        paper = klass.paper_backbone or ""
+        why = verdicts[paper][1]
+        cache = get_spec(paper).source.cache_path()
+        shipped = ("ImageNet weights shipped with the package" if get_spec(bb).offline
+                   else "ImageNet weights")
+        echo(
+            f"Backbone: {bb} ({shipped}, runs offline) for {who}. The paper's {paper} "
+            f"ImageNet weights are not in {cache} and {why}; with network access run "
+            f"`bench run --backbone {paper}` once (it downloads them), or pass a local copy "
+            f"with `--backbone {paper} --weights PATH`."
+        )
+    return [replace(p, backbone=chosen[p.name], weights="imagenet") if p.name in chosen else p
+            for p in plans]
 
 
-def default_out(dataset: str, backbone: str, weights: str) -> Path:
-    """``runs/<dataset>-<backbone>`` (plus the weights file's stem when not ImageNet)."""
-    tag = backbone if weights == "imagenet" else f"{backbone}-{Path(weights).stem}"
-    return Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{dataset}-{tag}")
+def run_tag(plans: list[MethodPlan]) -> str:
+    """The backbones of a run, for its default folder name (``none`` when no method has one)."""
+    names = []
+    for p in plans:
+        if p.backbone is None:
+            continue
+        tag = p.backbone if p.weights == "imagenet" else f"{p.backbone}-{Path(p.weights or '').stem}"
+        names.append(tag)
+    return "+".join(dict.fromkeys(names)) or "none"
+
+
+def default_out(dataset: str, tag: str) -> Path:
+    """``runs/<dataset>-<backbones>`` (see :func:`run_tag`)."""
+    return Path("runs") / re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{dataset}-{tag}")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -101,28 +149,3 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or min(seeds) < 0:
         raise BenchError(f"--seeds {text!r}: give at least one non-negative seed")
     return list(dict.fromkeys(seeds))
-
-
-def parse_params(items: tuple[str, ...] | list[str], methods: list[str]) -> dict[str, dict]:
-    """``--param METHOD.KEY=VALUE`` (or ``KEY=VALUE`` for every method); values are JSON when
-    they parse (numbers, true/false), else strings."""
-    import json
-
-    from leaderboard.errors import BenchError
-
-    out: dict[str, dict] = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise BenchError(f"--param {item!r}: write METHOD.KEY=VALUE, e.g. patchcore.coreset_ratio=0.1")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        method, dot, name = key.rpartition(".")
-        targets = [method] if dot else methods
-        if dot and method not in methods:
-            raise BenchError(f"--param {item!r}: {method!r} is not among --methods")
-        for m in targets:
-            out.setdefault(m, {})[name] = value
-    return out

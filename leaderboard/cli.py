@@ -35,15 +35,22 @@ def cli() -> None:
               help="auto | cadsd | synthetic | PATH (folder or `cadsd build` output) | hf:ORG/NAME. "
                    "auto = the real CAD-SD when cached, else the synthetic one.")
 @click.option("--backbone", default="auto", show_default=True,
-              help="auto | wide_resnet50_2 | resnet18 | mobilenet_v2. auto = the paper's "
-                   "wide_resnet50_2 when its ImageNet weights are available, else the embedded "
-                   "mobilenet_v2.")
+              help="auto | wide_resnet50_2 | efficientnet_b5 | efficientnet_lite2 | mobilenet_v2 "
+                   "| resnet18. auto = each method's paper backbone (wide_resnet50_2; CS-Flow: "
+                   "efficientnet_b5) when its ImageNet weights are available, else its offline "
+                   "fallback (mobilenet_v2; CS-Flow: efficientnet_lite2). A named backbone goes "
+                   "to every method that uses one (PatchSVDD has none).")
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet, or a state-dict file for the backbone.")
 @click.option("--seeds", default="0", show_default=True, help="e.g. 0 or 0,1,2 or 0-4.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--budget", default="auto", show_default=True,
+              help="Training budget of the trained methods (CS-Flow, PatchSVDD): paper (the "
+                   "official settings), quick (shortened to minutes on a CPU; every part of the "
+                   "algorithm kept), smoke (seconds: plumbing only). auto = paper on a GPU, "
+                   "quick on a CPU. Announced, and recorded in every result.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder [default: runs/<dataset>-<backbone>].")
+              help="Run folder [default: runs/<dataset>-<backbones>].")
 @click.option("--force", is_flag=True, help="Recompute cells that already have a result.")
 @click.option("--save-models", is_flag=True, help="Save each cell's fitted model (safetensors).")
 @click.option("--param", "params", multiple=True, metavar="METHOD.KEY=VALUE",
@@ -59,12 +66,12 @@ def run_cmd(threads: int | None, **kwargs: object) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
 
-    def decode_progress(total: int):
+    def decode_progress(what: str, total: int):
         from rich.progress import Progress
 
         bar = Progress(console=console, transient=True)
         bar.start()
-        task = bar.add_task("decoding images", total=total)
+        task = bar.add_task(what, total=total)
 
         def tick() -> None:
             bar.advance(task)
@@ -123,22 +130,34 @@ def list_cmd(show_all: bool) -> None:
     """The registered methods, their one-line descriptions and papers."""
     from leaderboard.registry import METHODS, load_class
 
-    table = Table()
-    for col in ("method", "status", "description", "paper"):
-        table.add_column(col)
+    rows = []
     for name, entry in METHODS.items():
         if entry.hidden and not show_all:
             continue
-        desc, paper, status = entry.description, entry.paper, "[yellow]not yet implemented[/]"
+        desc, paper, status = entry.description, entry.paper, "not yet implemented"
         if entry.implemented:
             try:
                 klass = load_class(name)
-                desc, paper = klass.description or desc, klass.paper or paper
-                status = "[green]ready[/]"
+                if not entry.variant_of:
+                    desc, paper = klass.description or desc, klass.paper or paper
+                budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
+                status = "ready" + budgets
             except Exception as err:  # noqa: BLE001 - show a broken registration, go on
-                status = f"[red]import error: {type(err).__name__}: {err}[/]"
-        table.add_row(name, status, desc, paper)
-    Console().print(table)
+                status = f"import error: {type(err).__name__}: {err}"
+        rows.append((name, status, desc, paper))
+    out = Console()
+    if not out.is_terminal:  # a pipe or a file: one readable line per method, no wrapped table
+        for name, status, desc, paper in rows:
+            click.echo(f"{name}: {desc} [{status}]" + (f" ({paper})" if paper else ""))
+        return
+    colour = {"ready": "green", "not yet": "yellow"}
+    table = Table()
+    for col in ("method", "status", "description", "paper"):
+        table.add_column(col)
+    for name, status, desc, paper in rows:
+        tint = next((c for k, c in colour.items() if status.startswith(k)), "red")
+        table.add_row(name, f"[{tint}]{status}[/]", desc, paper)
+    out.print(table)
 
 
 @cli.command("predict")

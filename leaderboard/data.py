@@ -5,15 +5,16 @@
 saved by ``cadsd build``) or ``hf:ORG/NAME``. Every source goes through :func:`cadsd.hf.load`, so
 the fingerprint is the dataset toolkit's and rows come in its sorted order.
 
-Images are decoded with :func:`baselines.preprocess.image_to_tensor` (resize 256, crop 224) once
-per run and kept as ``uint8`` (exact: the decoder produces ``uint8 / 255``); decoding is timed
-apart from fitting and scoring.
+Images are decoded once per run for each distinct input a method declares
+(:class:`baselines.preprocess.InputSpec`: PatchCore's resize 256 + crop 224, PatchSVDD's 256,
+CS-Flow's own size) and kept as ``uint8`` (exact: detectors get ``uint8 / 255``); decoding is
+timed apart from fitting and scoring.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines.preprocess import DEFAULT_INPUT, InputSpec
 from cadsd.errors import LayoutError
 from cadsd.layout import synth_settings
 
-#: kind of a dataset: the real CAD-SD (paper numbers comparable), the synthetic stand-in, other
-KINDS = ("cadsd", "synthetic", "custom")
 SYNTHETIC_SETTINGS = {"seed": 0, "counts": "paper", "size": 256}
 
 
@@ -47,41 +47,78 @@ class Split:
         """Images ``start:stop`` as float in [0, 1] (what detectors take)."""
         return self.images[start:stop].float().div_(255.0)
 
-    def batches(self, size: int) -> Iterator[torch.Tensor]:
-        """All images in order, ``size`` at a time."""
-        for start in range(0, len(self), size):
-            yield self.batch(start, start + size)
+
+
+@dataclass
+class View:
+    """Both splits decoded for one input spec, and what decoding them took."""
+
+    spec: InputSpec
+    train: Split
+    test: Split
+    decode_s: float
 
 
 @dataclass
 class BenchData:
-    """A resolved, decoded dataset and what the records say about it."""
+    """A resolved dataset: its rows (image bytes and labels), decoded once per input spec."""
 
     name: str
     kind: str
     source: str
     fingerprint: str
-    train: Split
-    test: Split
-    decode_s: float = 0.0
+    train_rows: list[dict[str, Any]]
+    test_rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     generator: dict[str, Any] | None = None  # synthetic sets: the settings they were drawn with
+    views: dict[tuple, View] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
         return self.kind == "synthetic"
 
+    @property
+    def has_masks(self) -> bool:
+        return any(r.get("mask") is not None for r in self.test_rows)
+
+    def view(
+        self,
+        spec: InputSpec = DEFAULT_INPUT,
+        start: Callable[[int], None] = lambda total: None,
+        tick: Callable[[], None] = lambda: None,
+    ) -> View:
+        """The splits decoded as ``spec`` says, decoding them on first use (``start(total)``
+        then ``tick()`` per image)."""
+        if spec.decode_key not in self.views:
+            start(len(self.train_rows) + len(self.test_rows))
+            train, t_train = _decode(self.train_rows, spec, tick)
+            test, t_test = _decode(self.test_rows, spec, tick)
+            self.views[spec.decode_key] = View(spec, train, test, t_train + t_test)
+        return self.views[spec.decode_key]
+
+    @property
+    def train(self) -> Split:
+        """The training split at the default input (PatchCore's)."""
+        return self.view().train
+
+    @property
+    def test(self) -> Split:
+        """The test split at the default input (PatchCore's)."""
+        return self.view().test
+
     def counts(self) -> dict[str, int]:
         """Images per ``"split/category"``."""
         out: dict[str, int] = {}
-        for split, data in (("train", self.train), ("test", self.test)):
-            for cat in data.categories:
-                out[f"{split}/{cat}"] = out.get(f"{split}/{cat}", 0) + 1
+        for split, rows in (("train", self.train_rows), ("test", self.test_rows)):
+            for row in rows:
+                key = f"{split}/{row['category']}"
+                out[key] = out.get(key, 0) + 1
         return out
 
-    def describe(self) -> dict[str, Any]:
-        """The ``dataset`` block of a result record."""
-        n = len(self.train) + len(self.test)
+    def describe(self, spec: InputSpec = DEFAULT_INPUT) -> dict[str, Any]:
+        """The ``dataset`` block of a result record (decoding as ``spec``)."""
+        n = len(self.train_rows) + len(self.test_rows)
+        decode_s = self.view(spec).decode_s
         return {
             "name": self.name,
             "kind": self.kind,
@@ -90,10 +127,10 @@ class BenchData:
             "source": self.source,
             "fingerprint": self.fingerprint,
             "counts": self.counts(),
-            "has_masks": self.test.masks is not None,
+            "has_masks": self.has_masks,
             "generator": self.generator,
-            "decode_s": round(self.decode_s, 4),
-            "decode_ms_per_image": round(1000 * self.decode_s / max(n, 1), 3),
+            "decode_s": round(decode_s, 4),
+            "decode_ms_per_image": round(1000 * decode_s / max(n, 1), 3),
         }
 
 
@@ -209,24 +246,24 @@ def check_usable(train: list[dict[str, Any]], test: list[dict[str, Any]], source
             )
 
 
-def _decode(rows: list[dict[str, Any]], tick: Callable[[], None]) -> tuple[Split, float]:
-    from baselines.preprocess import image_to_tensor, mask_to_tensor
+def _decode(rows: list[dict[str, Any]], spec: InputSpec,
+            tick: Callable[[], None]) -> tuple[Split, float]:
+    from baselines.preprocess import image_to_uint8, mask_to_tensor
 
     images, masks = [], []
     spent = 0.0
     has_masks = any(r.get("mask") is not None for r in rows)
     for row in rows:
         start = time.perf_counter()
-        x = image_to_tensor(_payload(row["image"]))  # (3, 224, 224) float = uint8 / 255
+        x = image_to_uint8(_payload(row["image"]), spec)  # (3, size, size)
         spent += time.perf_counter() - start
-        images.append(x.mul_(255.0).round_().to(torch.uint8))
+        images.append(x)
         if has_masks:
             mask = _payload(row.get("mask"))
-            masks.append(
-                mask_to_tensor(mask) if mask is not None else torch.zeros(x.shape[-2:], dtype=bool)
-            )
+            masks.append(mask_to_tensor(mask, spec) if mask is not None
+                         else torch.zeros(x.shape[-2:], dtype=torch.bool))
         tick()
-    shape = (0, 3, 224, 224)
+    shape = (0, 3, spec.size, spec.size)
     split = Split(
         images=torch.stack(images) if images else torch.zeros(shape, dtype=torch.uint8),
         file_names=[r["file_name"] for r in rows],
@@ -238,12 +275,8 @@ def _decode(rows: list[dict[str, Any]], tick: Callable[[], None]) -> tuple[Split
     return split, spent
 
 
-def load(
-    resolved: Resolved,
-    start: Callable[[int], None] = lambda total: None,
-    tick: Callable[[], None] = lambda: None,
-) -> BenchData:
-    """Load, check and decode a resolved dataset; ``start(total)`` then ``tick()`` per image.
+def load(resolved: Resolved) -> BenchData:
+    """Load and check a resolved dataset (decoding comes later, per input: :meth:`BenchData.view`).
 
     Masks are kept only when every anomalous test image has one (pixel AUROC would otherwise
     count a missing mask as "no defect").
@@ -261,17 +294,13 @@ def load(
     if unmasked:
         for row in test:
             row.pop("mask", None)
-    start(len(train) + len(test))
-    train_split, t_train = _decode(train, tick)
-    test_split, t_test = _decode(test, tick)
     return BenchData(
         name=resolved.name,
         kind=resolved.kind,
         source=resolved.source,
         fingerprint=fingerprint,
-        train=train_split,
-        test=test_split,
-        decode_s=t_train + t_test,
+        train_rows=train,
+        test_rows=test,
         notes=notes,
         generator=resolved.generator,
     )

@@ -100,6 +100,25 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
+def gemm_gflops(device: str = "cpu", n: int = 1024, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate (GFLOP/s, best of ``repeats`` n x n
+    products): the yardstick for training costs and step timings."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        n *= 4
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def synchronize(device: str) -> None:
     """Wait for queued GPU work so wall-clock timings include it."""
     if device.startswith("cuda"):

@@ -1,21 +1,22 @@
-"""Speed and memory benchmark of the memory-bank detectors (issue 3, item 7).
+"""Speed and memory benchmark of the detectors.
 
     python -m leaderboard.perf [--data DIR] [--backbones wide_resnet50_2,mobilenet_v2]
-                               [--methods patchcore,sa_patchcore,padim] [--weights auto|none|imagenet]
+                               [--methods patchcore,sa_patchcore,padim,cs_flow,patchsvdd]
+                               [--budget quick] [--weights auto|none|imagenet]
                                [--threads 2] [--train N] [--test N] [--out FILE.json]
 
-On the synthetic CAD-SD at paper counts (400 train / 376 test, 224 px) each (method, backbone)
-cell runs in a fresh subprocess (so peak RSS is its own) and measures: the backbone forward
-alone over the training images, fit split into extraction / coreset, batch-1 predict latency
-(mean, median, p95) split into backbone / aggregation (attention) / search / map, throughput at
-batch 32, peak RSS. The targets are ratios taken in the same run, each marked PASS or MISS. Each
-ratio compares timings taken in turns, because this machine's speed drifts by more than the
-margins between separate measurements: the bare forward of every training batch right before
-fit gets it, the reference forward + search next to each predict, SA-PatchCore next to the
-PatchCore its own cell fitted.
-Timings taken while other processes load the machine are not results: the load is recorded and
-a warning printed. ``--weights auto`` uses ImageNet weights where they load offline (the embedded
-MobileNetV2) and random init otherwise (fine for timing, never for accuracy).
+On the synthetic CAD-SD at paper counts (400 train / 376 test, each method's own input) each
+(method, backbone) cell runs in a fresh subprocess (so peak RSS is its own) and measures: fit
+(split into its stages), batch-1 predict latency (mean, median, p95, and its stages),
+throughput at batch 32, peak RSS; for frozen-feature methods the backbone forward alone over the
+training images, for trained methods one training step against its FLOPs at this machine's
+measured GEMM rate and the images the backbone saw during fit. Methods without a backbone
+(Patch SVDD) run once; a method that cannot use a backbone is skipped for it. The targets are
+ratios taken in the same run, each marked PASS or MISS, each from timings taken in turns (see
+:mod:`leaderboard.perf_cell`). Timings taken while other processes load the machine are not
+results: the load is recorded and a warning printed. ``--weights auto`` uses ImageNet weights
+where they load offline (MobileNetV2, EfficientNet-Lite2) and random init otherwise (fine for
+timing, never for accuracy).
 """
 
 from __future__ import annotations
@@ -23,26 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FIT_BATCH = 8
-THROUGHPUT_BATCH = 32
-WARMUP = 3
-PAIR_EVERY = 2  # every other test image also times the reference and the partner, interleaved
+from leaderboard.perf_cell import PARTNERS, run_cell
 
-#: method -> the method its latency is compared with, image by image in the same process
-PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore"}
-
-#: the registered methods this script can time (frozen-backbone detectors, loaded by the registry)
-METHODS = ("patchcore", "sa_patchcore", "sa_patchcore_eq4", "padim")
+#: the registered methods this script can time
+METHODS = ("patchcore", "sa_patchcore", "sa_patchcore_eq4", "padim", "cs_flow", "patchsvdd")
 
 
 @dataclass(frozen=True)
@@ -101,168 +94,21 @@ def _targets() -> list[Target]:
         Target("padim: peak RSS GB during fit", ("padim",),
                lambda c: _get(c, "padim", "rss_fit_gb"), 6.0, ("wide_resnet50_2",))
     )
-    return out
-
-
-# -- one cell, in its own process ------------------------------------------------------------
-def _peak_rss_gb() -> float:
-    import resource
-
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kb / 2**20
-
-
-def _load(root: Path, split: str, limit: int | None) -> tuple[Any, list[str]]:
-    import torch
-
-    from baselines.preprocess import image_to_tensor
-    from cadsd.layout import index
-
-    samples = [s for s in index(root) if s.split == split][:limit]
-    # uint8 keeps 776 decoded images at ~120 MB; batches are made float when used
-    images = torch.stack([(image_to_tensor(s.path) * 255).round().to(torch.uint8) for s in samples])
-    return images, [s.category for s in samples]
-
-
-def _batches(images: Any, size: int) -> Iterator[Any]:
-    for lo in range(0, len(images), size):
-        yield images[lo : lo + size].float().div_(255)
-
-
-def _timed_ms(fn: Callable[..., object], *args: Any) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - start) * 1e3
-
-
-def _summary(times: list[float]) -> dict[str, float]:
-    ordered = sorted(times)
-    return {"mean": statistics.fmean(times), "median": statistics.median(times),
-            "p95": ordered[min(len(times) - 1, int(0.95 * len(times)))]}
-
-
-def _reference(model: Any, first: Any) -> Callable[[Any], object] | None:
-    """Backbone forward of an image + one exact search of ``first``'s patches (bank methods)."""
-    import torch
-
-    if not hasattr(model, "_searcher"):
-        return None
-    with torch.inference_mode():
-        patches = model.embed(first).permute(0, 2, 3, 1).reshape(-1, model.memory_bank_.shape[1])
-
-    def run(x: Any) -> None:
-        with torch.inference_mode():
-            model._backbone(x)
-            model._searcher().search(patches)
-
-    return run
-
-
-def _partner(method: str, backbone: str, args: argparse.Namespace) -> Any:
-    """The fitted partner model its own cell left in ``--pair-dir``, if any."""
-    from leaderboard.registry import load_class
-
-    name = PARTNERS.get(method)
-    path = _pair_path(args, name, backbone) if name else None
-    if path is None or not path.exists():
-        return None
-    return load_class(name).load(path)
-
-
-def _pair_path(args: argparse.Namespace, method: str, backbone: str) -> Path | None:
-    """Where ``method``'s fitted model is left for the cells that time it in turns."""
-    return Path(args.pair_dir) / f"{method}-{backbone}.safetensors" if args.pair_dir else None
-
-
-def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Measure one (method, backbone) cell in this process (see the module docstring)."""
-    import inspect
-
-    import torch
-
-    from baselines.components.backbones import imagenet_available
-    from leaderboard.registry import load_class
-
-    torch.set_num_threads(args.threads)
-    weights = args.weights
-    if weights == "auto":
-        weights = "imagenet" if imagenet_available(backbone) else "none"
-    klass = load_class(method)
-    settings = {"backbone": backbone, "weights": weights}
-    if "precision" in inspect.signature(klass).parameters:  # PaDiM has no bf16 option
-        settings["precision"] = args.precision
-    train, _ = _load(args.data, "train", args.train)
-    test, _ = _load(args.data, "test", args.test)
-    model = klass(**settings)
-    out: dict[str, Any] = {"method": method, "backbone": backbone, "weights": weights,
-                           "train_images": len(train), "test_images": len(test)}
-
-    # The backbone alone over the training images, timed in turns with fit: every batch goes
-    # through a bare forward (same settings) right before fit gets it, and that time is taken
-    # out of fit's wall time, so both totals come from the same minutes of machine speed.
-    forward = [0.0]
-
-    def in_turns() -> Iterator[Any]:
-        for batch in _batches(train, FIT_BATCH):
-            with torch.inference_mode():
-                start = time.perf_counter()
-                model._backbone(batch)
-                forward[0] += time.perf_counter() - start
-            yield batch
-
-    with torch.inference_mode():
-        model._backbone(train[:FIT_BATCH].float() / 255)  # warm-up at the fit batch size
-    start = time.perf_counter()
-    model.fit(in_turns())
-    out["forward_train_s"] = forward[0]
-    out["fit"] = {"wall": time.perf_counter() - start - forward[0], **model.fit_timings}
-    out["rss_fit_gb"] = _peak_rss_gb()
-    out["state"] = model.state_summary()  # the memory bank, or PaDiM's Gaussians
-
-    test_f = test.float() / 255
-    for i in range(WARMUP):
-        model.predict(test_f[i : i + 1])
-    start = time.perf_counter()
-    for batch in _batches(test, THROUGHPUT_BATCH):
-        model.predict(batch)
-    out["throughput_ips"] = len(test) / (time.perf_counter() - start)
-    out["rss_peak_gb"] = _peak_rss_gb()  # before a partner model is loaded below
-
-    # Batch-1 latency over the whole test set. This machine's speed drifts by 10-20% over
-    # minutes, so every ratio target compares timings taken in the same window: on every
-    # PAIR_EVERY-th image the reference (backbone forward alone + one exact search of a fixed
-    # image's patches) and, when the partner's fitted model was left by its cell, the partner's
-    # predict are timed right next to this model's.
-    reference = _reference(model, test_f[:1])
-    partner = _partner(method, backbone, args)
-    times, stages, ref_times, pair = [], [], [], []
-    for i in range(len(test_f)):
-        x = test_f[i : i + 1]
-        paired = i % PAIR_EVERY == 0
-        if paired and reference is not None:
-            ref_times.append(_timed_ms(reference, x))
-        if paired and partner is not None:
-            other = _timed_ms(partner.predict, x)
-        elapsed = _timed_ms(model.predict, x)
-        times.append(elapsed)
-        stages.append(dict(model.last_timings))
-        if paired and partner is not None:
-            pair.append((elapsed, other))
-    out["latency_ms"] = _summary(times)
-    out["stages_ms"] = {k: 1e3 * statistics.fmean(s[k] for s in stages) for k in stages[0]}
-    if ref_times:
-        out["forward_plus_search_ms"] = statistics.median(ref_times)
-        out["predict_over_reference"] = statistics.median(t for t in times[::PAIR_EVERY]) / statistics.median(ref_times)
-    if pair:
-        out["paired"] = {
-            "partner": PARTNERS[method], "images": len(pair),
-            "median_ms": statistics.median(p[0] for p in pair),
-            "partner_median_ms": statistics.median(p[1] for p in pair),
-        }
-        out["paired"]["ratio"] = out["paired"]["median_ms"] / out["paired"]["partner_median_ms"]
-    pair_path = _pair_path(args, method, backbone)
-    if pair_path is not None and method in PARTNERS.values():  # left for the partner's cell
-        model.save(pair_path)
+    for m in ("cs_flow", "patchsvdd"):  # issues 12 and 13, at the quick budget
+        out += [
+            Target(f"{m}: train step / (FLOPs / GEMM rate)", (m,),
+                   lambda c, m=m: _get(c, m, "train_step", "step_over_gemm"), 1.5),
+            Target(f"{m}: peak RSS GB during fit", (m,), lambda c, m=m: _get(c, m, "rss_fit_gb"), 6.0),
+        ]
+    out += [
+        Target("cs_flow: backbone passes per training image", ("cs_flow",),  # 3 scales, once
+               lambda c: _ratio(_get(c, "cs_flow", "backbone_images_per_train_image"), 3.0), 1.0),
+        Target("patchsvdd: predict b1 median, seconds", ("patchsvdd",),
+               lambda c: _ratio(_get(c, "patchsvdd", "latency_ms", "median"), 1000.0), 0.25),
+        Target("patchsvdd: 1 - recall of the K=32 search", ("patchsvdd",),
+               lambda c: _ratio(1.0 - (_get(c, "patchsvdd", "recall32_test", "recall") or 0.0), 1.0),
+               0.01),
+    ]
     return out
 
 
@@ -278,7 +124,7 @@ def _dataset(data: str | None) -> Path:
 def _cell_subprocess(method: str, backbone: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "leaderboard.perf", "--cell", f"{method}:{backbone}",
            "--data", str(args.data), "--weights", args.weights, "--threads", str(args.threads),
-           "--precision", args.precision]
+           "--precision", args.precision, "--budget", args.budget]
     cmd += ["--pair-dir", str(args.pair_dir)] if args.pair_dir else []
     cmd += ["--train", str(args.train)] if args.train else []
     cmd += ["--test", str(args.test)] if args.test else []
@@ -286,6 +132,24 @@ def _cell_subprocess(method: str, backbone: str, args: argparse.Namespace) -> di
     if proc.returncode != 0:
         return {"method": method, "backbone": backbone, "error": proc.stderr.strip()[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cells(methods: list[str], backbones: list[str]) -> list[tuple[str, str]]:
+    """(method, backbone) pairs to measure: a method without a backbone once (as ``none``), a
+    backbone a method cannot use (no layers for its role) skipped."""
+    from baselines.components.backbones import get_spec
+    from leaderboard.registry import load_class
+
+    out = []
+    for backbone in backbones:
+        for method in methods:
+            role = load_class(method).backbone_role
+            if role is None:
+                if (method, "none") not in out:
+                    out.append((method, "none"))
+            elif role in get_spec(backbone).roles():
+                out.append((method, backbone))
+    return out
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -312,12 +176,12 @@ def report(results: dict[str, Any]) -> str:
             continue
         st, lat, fit = c["stages_ms"], c["latency_ms"], c["fit"]
         lines.append(
-            f"{c['method']:18} {c['backbone']:16} {c['forward_train_s']:8.1f} {fit['wall']:7.1f} "
-            f"{fit['extract']:7.1f} {_fmt(fit.get('coreset')):>7} {lat['mean']:7.1f} "
-            f"{lat['median']:7.1f} {lat['p95']:7.1f} {st['backbone']:6.1f} "
-            f"{_fmt(st.get('aggregate'), 1):>6} {_fmt(st.get('search'), 1):>6} "
-            f"{st['map']:5.1f} {c['throughput_ips']:6.1f} {c['rss_fit_gb']:7.2f} "
-            f"{c['rss_peak_gb']:5.2f}"
+            f"{c['method']:18} {c['backbone']:16} {_fmt(c.get('forward_train_s'), 1):>8} "
+            f"{fit['wall']:7.1f} {_fmt(fit.get('extract'), 1):>7} {_fmt(fit.get('coreset')):>7} "
+            f"{lat['mean']:7.1f} {lat['median']:7.1f} {lat['p95']:7.1f} "
+            f"{_fmt(st.get('backbone'), 1):>6} {_fmt(st.get('aggregate'), 1):>6} "
+            f"{_fmt(st.get('search'), 1):>6} {_fmt(st.get('map'), 1):>5} "
+            f"{c['throughput_ips']:6.1f} {c['rss_fit_gb']:7.2f} {c['rss_peak_gb']:5.2f}"
         )
     legend = ("(fit columns in s; latency in ms per image; bb/agg/search/map: mean ms of one "
               "batch-1 predict; agg is the attention for SA-PatchCore)")
@@ -331,6 +195,24 @@ def report(results: dict[str, Any]) -> str:
                 + ", ".join(f"{k} {v:.1f} s" for k, v in fit_extra.items())
                 + "; batch-1 predict " + ", ".join(f"{k} {v:.1f} ms" for k, v in st_extra.items())
             )
+    for c in results["cells"]:
+        step = c.get("train_step")
+        if step:
+            rate = step["step_gflop"] / step["step_s"]
+            lines.append(
+                f"{c['method']} / {c['backbone']} (budget {c['budget']}): one training step "
+                f"{step['step_s']:.3f} s for {step['step_gflop']:.1f} GFLOP forward + backward = "
+                f"{rate:.0f} GFLOP/s, against {step['gemm_gflops']:.0f} GFLOP/s of float32 GEMM "
+                f"timed in turns (ratio {step['step_over_gemm']:.2f})")
+        if "backbone_images_per_train_image" in c:
+            lines.append(f"{c['method']} / {c['backbone']}: the backbone saw "
+                         f"{c['backbone_images_per_train_image']:.2f} images per training image "
+                         "during fit (features extracted once, cached for every epoch)")
+        if "recall32_test" in c:
+            r = c["recall32_test"]
+            kind = f"IVF, nprobe {r['nprobe']}" if r["approximate"] else "exact"
+            lines.append(f"{c['method']}: K=32 nearest-neighbour search ({kind}) 1-NN recall "
+                         f"{r['recall']:.4f} against exact search on {r['queries']} test patches")
     for c in results["cells"]:
         ref, pair = c.get("forward_plus_search_ms"), c.get("paired")
         if ref is not None:
@@ -354,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="dataset folder (default: the cached synthetic CAD-SD, made if missing)")
     p.add_argument("--backbones", default="wide_resnet50_2,mobilenet_v2")
     p.add_argument("--methods", default="patchcore,sa_patchcore,padim")
+    p.add_argument("--budget", default="quick", choices=["paper", "quick", "smoke"],
+                   help="budget of the trained methods (cs_flow, patchsvdd)")
     p.add_argument("--weights", default="auto", help="auto (ImageNet if offline-available, else none), none, imagenet or a path")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -388,17 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(methods, key=lambda m: m not in PARTNERS.values())
     with tempfile.TemporaryDirectory(prefix="cadsd-perf-") as pair_dir:
         args.pair_dir = pair_dir
-        for backbone in backbones:
-            for method in order:
-                print(f"... {method} / {backbone}", file=sys.stderr, flush=True)
-                cells.append(_cell_subprocess(method, backbone, args))
+        for method, backbone in _cells(order, backbones):
+            print(f"... {method} / {backbone}", file=sys.stderr, flush=True)
+            cells.append(_cell_subprocess(method, backbone, args))
     load_after = round(os.getloadavg()[0], 2)
     # the run itself keeps `threads` cores busy; more than that means someone else was running
     if load_after > args.threads + 0.5 and not warnings:
         warnings.append(f"load average rose to {load_after} (> threads + 0.5) during the run: "
                         "timings are suspect")
     targets = []
-    for backbone in backbones:
+    for backbone in dict.fromkeys(c["backbone"] for c in cells):
         by_method = {c["method"]: c for c in cells if c["backbone"] == backbone and "error" not in c}
         for t in _targets():
             if (t.backbones and backbone not in t.backbones) or not all(m in by_method for m in t.methods):

@@ -18,7 +18,7 @@ from leaderboard.records import atomic_write_bytes
 from leaderboard.tables import TYPE_LABELS, anomaly_types, by_method
 
 PLOTS_DIR = "plots"
-PLOT_FILES = ("roc.png", "gallery.png")
+PLOT_FILES = ("roc.png", "gallery.png", "training.png")
 
 
 def _figure_bytes(fig: Any) -> bytes:
@@ -105,6 +105,38 @@ def gallery_figure(run_dir: Path, records: Sequence[dict[str, Any]]) -> Any | No
     return fig
 
 
+def training_figure(records: Sequence[dict[str, Any]]) -> Any | None:
+    """The training curves of the trained methods (first seed each): the loss per epoch or
+    logging interval; losses that start at chance (Patch SVDD's position losses) beside ln 8."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    logs = {m: (rs[0].get("training") or {}).get("log") for m, rs in by_method(records).items()}
+    logs = {m: log for m, log in logs.items() if log}
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, len(logs), figsize=(4.2 * len(logs), 3.2), squeeze=False)
+    for ax, (method, log) in zip(axes[0], logs.items()):
+        unit = "epoch" if "epoch" in log[0] else "step"
+        xs = [e[unit] for e in log]
+        for key in [k for k in log[0] if k not in ("epoch", "step", "epochs", "steps")]:
+            ax.plot(xs, [e[key] for e in log], lw=1.5, label=key)
+        if any(k.startswith("pos") for k in log[0]):
+            ax.axhline(math.log(8), ls=":", c="grey", lw=1, label="chance (ln 8)")
+        budget = (by_method(records)[method][0].get("method") or {}).get("budget")
+        ax.set_title(f"{method} (budget {budget})", fontsize=9)
+        ax.set_xlabel(unit)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("training loss")
+    fig.suptitle("Training curves (training images only; fixed budget)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def write_plots(run_dir: Path, records: Sequence[dict[str, Any]]) -> list[str]:
     """Write ``plots/roc.png`` and ``plots/gallery.png``; returns their paths relative to the run."""
     import matplotlib.pyplot as plt
@@ -113,7 +145,8 @@ def write_plots(run_dir: Path, records: Sequence[dict[str, Any]]) -> list[str]:
         return []
     out = []
     for name, make in (("roc.png", lambda: roc_figure(records)),
-                       ("gallery.png", lambda: gallery_figure(run_dir, records))):
+                       ("gallery.png", lambda: gallery_figure(run_dir, records)),
+                       ("training.png", lambda: training_figure(records))):
         fig = make()
         if fig is None:
             continue

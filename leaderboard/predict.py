@@ -9,8 +9,9 @@ import torch
 
 
 def score_images(model_path: Path, images: list[Path], device: str = "cpu") -> list[dict[str, Any]]:
-    """Load the model, preprocess each image as the benchmark does (resize 256, crop 224) and
-    return ``[{"image", "score"}]`` in input order. Unreadable images raise ``InputError``."""
+    """Load the model, preprocess each image as the benchmark does for that method (its
+    ``input_spec``) and return ``[{"image", "score"}]`` in input order. Unreadable images raise
+    ``InputError``."""
     from baselines.base import Detector
     from baselines.preprocess import image_to_tensor
 
@@ -18,6 +19,6 @@ def score_images(model_path: Path, images: list[Path], device: str = "cpu") -> l
     rows = []
     with torch.no_grad():
         for path in images:
-            x = image_to_tensor(path).unsqueeze(0)
+            x = image_to_tensor(path, model.input_spec).unsqueeze(0)
             rows.append({"image": str(path), "score": float(model.predict(x).scores[0])})
     return rows

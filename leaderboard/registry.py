@@ -1,17 +1,17 @@
 """Method registry: name -> "module:Class", imported only when a method is used.
 
 Adding a method is one file (a :class:`baselines.base.Detector` subclass) plus one line here; the
-contract tests (``tests/test_contract.py``) then cover it with no other change. Methods the paper
-compares against but this project does not implement yet are listed with ``target=None`` so
-``bench list`` can say so; they are never part of ``all``.
+contract tests (``tests/test_contract.py``) then cover it with no other change. A method not
+implemented yet can be listed with ``target=None`` so ``bench list`` can say so; such entries are
+never part of ``all``.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from leaderboard.errors import BenchError
 
@@ -21,13 +21,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """One registered method. ``hidden`` methods (harness tests) are left out of ``all``."""
+    """One registered method. ``hidden`` methods (harness tests) are left out of ``all``.
+
+    A *variant* is a registered method's class with some settings fixed (``preset``), e.g. an
+    ablation of the paper: it runs as its own leaderboard row.
+    """
 
     name: str
     target: str | None  # "module:Class"; None = planned, not implemented yet
     description: str = ""
     paper: str = ""
     hidden: bool = False
+    preset: Mapping[str, Any] = field(default_factory=dict)
+    variant_of: str | None = None
 
     @property
     def implemented(self) -> bool:
@@ -41,6 +47,12 @@ METHODS: dict[str, MethodEntry] = {
             "dummy",
             "leaderboard.dummy:PixelStats",
             "per-pixel z-score against the training images (harness tests only)",
+            hidden=True,
+        ),
+        MethodEntry(
+            "dummy_trained",
+            "leaderboard.dummy:ToyTrained",
+            "per-cell Gaussian fitted by gradient descent over epochs (harness tests only)",
             hidden=True,
         ),
         MethodEntry(
@@ -69,14 +81,14 @@ METHODS: dict[str, MethodEntry] = {
         ),
         MethodEntry(
             "patchsvdd",
-            None,
-            "patch-level SVDD with self-supervised training",
+            "baselines.patchsvdd:PatchSVDD",
+            "Patch SVDD: self-supervised patch encoder, 1-NN distances at two scales",
             "Yi & Yoon, ACCV 2020",
         ),
         MethodEntry(
             "cs_flow",
-            None,
-            "cross-scale normalizing flow",
+            "baselines.cs_flow:CSFlow",
+            "CS-Flow: cross-scale normalizing flow on 3-scale EfficientNet features",
             "Rudolph et al., WACV 2022",
         ),
     )

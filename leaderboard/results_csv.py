@@ -14,7 +14,8 @@ from typing import Any
 from cadsd.layout import GROUP_NAMES
 from leaderboard.tables import anomaly_types, get
 
-CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "seed", "status", "backbone",
+CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "budget", "seed", "status",
+               "backbone",
                "weights", "weights_sha256", "device", "threads", "auroc_all", "auroc_all_ci_low",
                "auroc_all_ci_high"]
 
@@ -36,8 +37,10 @@ def csv_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
         row: dict[str, Any] = {
             "dataset": r["dataset"]["name"], "dataset_kind": r["dataset"]["kind"],
             "fingerprint": r["dataset"]["fingerprint"], "method": r["method"]["name"],
-            "seed": r["seed"], "status": r["status"], "backbone": r["backbone"]["name"],
-            "weights": r["backbone"]["weights"], "weights_sha256": r["backbone"]["weights_sha256"],
+            "budget": r["method"].get("budget"),
+            "seed": r["seed"], "status": r["status"], "backbone": get(r, "backbone", "name"),
+            "weights": get(r, "backbone", "weights"),
+            "weights_sha256": get(r, "backbone", "weights_sha256"),
             "device": get(r, "environment", "device"), "threads": get(r, "environment", "threads"),
             "auroc_all": img("all", "auroc"), "auroc_all_ci_low": (img("all", "ci") or [None])[0],
             "auroc_all_ci_high": (img("all", "ci") or [None, None])[1],

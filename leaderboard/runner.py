@@ -1,9 +1,11 @@
 """Run the benchmark's cells: fit on train, score the test set, measure, write one record each.
 
-Each (dataset, method, seed) cell builds the detector with the cell's seed (and seeds torch,
-numpy and random), fits it, measures it with the fixed protocol of :mod:`leaderboard.timing`,
-computes :mod:`leaderboard.metrics` and writes its record atomically. A cell that raises is
-recorded as failed with its error and the run goes on.
+Each (dataset, method, seed) cell builds the detector of its :class:`~leaderboard.plan.MethodPlan`
+with the cell's seed (and seeds torch, numpy and random), fits it on the training images
+decoded as the method asks (a re-iterable :class:`~baselines.training.TrainingSet`, never the
+test set), measures it with the fixed protocol of :mod:`leaderboard.timing`, computes
+:mod:`leaderboard.metrics` and writes its record atomically. A cell that raises is recorded as
+failed with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import math
 import random
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines.training import TrainingSet
 from leaderboard import environment, metrics
-from leaderboard.data import BenchData
+from leaderboard.data import BenchData, View
 from leaderboard.errors import BenchError
+from leaderboard.plan import MethodPlan, describe_plan
 from leaderboard.progress import Reporter
 from leaderboard.records import (
     MAPS_DIR,
@@ -37,29 +40,28 @@ from leaderboard.records import (
     record_path,
     write_record,
 )
-from leaderboard.registry import METHODS, MethodEntry, load_class
-from leaderboard.timing import PROTOCOL, measure, ticking
+from leaderboard.timing import PROTOCOL, WARMUP, measure
 
 
 @dataclass
 class RunOptions:
     """What ``bench run`` was asked for (after ``auto`` choices are resolved)."""
 
-    methods: list[str]
+    plans: list[MethodPlan]
     seeds: list[int]
-    backbone: str
-    weights: str
     device: str
     out: Path
+    budget: str = "quick"
     force: bool = False
     save_models: bool = False
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> settings
-    fit_batch_size: int = 8
     throughput_batch: int = 32
-    warmup: int = 5
+    warmup: int = WARMUP
     resamples: int = 1000
     gallery_per_category: int = 2
-    registry: Mapping[str, MethodEntry] | None = None
+
+    @property
+    def methods(self) -> list[str]:
+        return [p.name for p in self.plans]
 
     def protocol(self) -> str:
         return PROTOCOL.format(**self.__dict__)
@@ -69,30 +71,40 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _same_setup(record: dict[str, Any], data: BenchData, opts: RunOptions) -> bool:
-    """Same data and backbone: the records of one run folder must agree on these."""
-    return (
-        record["dataset"]["fingerprint"] == data.fingerprint
-        and record["backbone"]["name"] == opts.backbone
-        and record["backbone"]["weights"] == opts.weights
-    )
+def _same_setup(record: dict[str, Any], data: BenchData,
+                backbones: dict[str, tuple[str | None, str | None]]) -> bool:
+    """Same data, and the same backbone for the same method: the records of one run folder
+    must agree on these (one dataset; one backbone per method)."""
+    if record["dataset"]["fingerprint"] != data.fingerprint:
+        return False
+    method = record["method"]["name"]
+    if method not in backbones:
+        return True
+    bb = record.get("backbone") or {}
+    return (bb.get("name"), bb.get("weights")) == backbones[method]
 
 
-def plan(data: BenchData, opts: RunOptions) -> list[tuple[str, int, str, bool]]:
-    """Cells to run as ``(method, seed, cell id, done)``; refuses a folder of other results.
+def _settings_key(block: dict[str, Any]) -> tuple:
+    return (block.get("budget"), block.get("budget_overrides") or {}, block.get("overrides") or {},
+            block.get("preset") or {})
 
-    A run folder holds one dataset and one backbone, so its tables never mix them: a finished
-    record of other data or another backbone is an error (naming ``--out``, and ``--force`` when
-    it is one of this run's cells, which ``--force`` replaces), and so is one of this run's cells
-    computed with other method settings. Otherwise a finished cell is kept unless ``force``; a
-    failed one is retried.
+
+def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, str, bool]]:
+    """Cells to run as ``(plan, seed, cell id, done)``; refuses a folder of other results.
+
+    A run folder holds one dataset and one backbone per method, so its tables never mix them:
+    a finished record of other data, or of one of this run's methods on another backbone, is an
+    error (naming ``--out``, and ``--force`` when it is one of this run's cells, which
+    ``--force`` replaces), and so is one of this run's cells computed with another budget or
+    other method settings. Otherwise a finished cell is kept unless ``force``; a failed one is
+    retried.
     """
     cells = []
-    for method in opts.methods:
+    for p in opts.plans:
         for seed in opts.seeds:
-            cid = cell_id(data.name, method, seed)
-            cells.append((method, seed, cid, False))
-    mine = {cid for *_, cid, _ in cells}
+            cells.append((p, seed, cell_id(data.name, p.name, seed), False))
+    mine = {cid: p for p, _, cid, _ in cells}
+    backbones = {p.name: (p.backbone, p.weights) for p in opts.plans}
     done = set()
     folder = Path(opts.out) / RECORDS_DIR
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -102,30 +114,24 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[str, int, str, bool]]:
         cid = record["cell"]["id"]
         if cid in mine and opts.force:
             continue
-        if not _same_setup(record, data, opts):
+        if not _same_setup(record, data, backbones):
             hint = " or --force to replace it" if cid in mine else ""
             raise BenchError(
                 f"{opts.out} holds results of other data or another backbone ({path.name}: "
                 f"dataset {record['dataset']['name']} {record['dataset']['fingerprint'][:12]}, "
-                f"backbone {record['backbone']['name']}); pass a new --out{hint}"
+                f"backbone {(record.get('backbone') or {}).get('name')}); pass a new --out{hint}"
             )
         if cid in mine:
-            if record["method"]["overrides"] != opts.params.get(record["method"]["name"], {}):
+            want = describe_plan(mine[cid])
+            if _settings_key(record["method"]) != _settings_key(want):
                 raise BenchError(
-                    f"{path} was computed with other method settings "
-                    f"({record['method']['overrides']}); pass --force to recompute it with "
+                    f"{path} was computed with another budget or other method settings "
+                    f"(budget {record['method'].get('budget')}, "
+                    f"{record['method'].get('overrides')}); pass --force to recompute it with "
                     "these, or a new --out"
                 )
             done.add(cid)
-    return [(m, s, cid, cid in done) for m, s, cid, _ in cells]
-
-
-def _memory_bank(summary: dict[str, list[int]]) -> list[int] | None:
-    """Shape of the buffer named like a memory bank (PatchCore), else None."""
-    for key, shape in summary.items():
-        if "bank" in key.lower():
-            return shape
-    return None
+    return [(p, s, cid, cid in done) for p, s, cid, _ in cells]
 
 
 def _largest(summary: dict[str, list[int]]) -> dict[str, Any] | None:
@@ -136,19 +142,20 @@ def _largest(summary: dict[str, list[int]]) -> dict[str, Any] | None:
     return {"name": name, "shape": summary[name]}
 
 
-def _save_maps(opts: RunOptions, cid: str, data: BenchData, out: dict[str, Any]) -> str:
+def _save_maps(opts: RunOptions, cid: str, view: View, out: dict[str, Any]) -> str:
     """Store the gallery's inputs and maps (float16) for plots; returns the relative path."""
     idx = out["gallery"]
-    keep_all = data.test.masks is not None
+    test = view.test
+    keep_all = test.masks is not None
     maps = out["maps"][idx] if keep_all else out["maps"]
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
-        images=data.test.images[idx].numpy(),
+        images=test.images[idx].numpy(),
         maps=maps.astype(np.float16),
-        masks=(data.test.masks[idx].numpy() if keep_all else np.zeros(0, bool)),
-        file_names=np.array([data.test.file_names[i] for i in idx]),
-        categories=np.array([data.test.categories[i] for i in idx]),
+        masks=(test.masks[idx].numpy() if keep_all else np.zeros(0, bool)),
+        file_names=np.array([test.file_names[i] for i in idx]),
+        categories=np.array([test.categories[i] for i in idx]),
     )
     rel = f"{MAPS_DIR}/{cid}.npz"
     atomic_write_bytes(opts.out / rel, buf.getvalue())
@@ -156,21 +163,21 @@ def _save_maps(opts: RunOptions, cid: str, data: BenchData, out: dict[str, Any])
 
 
 def run_cell(
-    data: BenchData, method: str, seed: int, order: int, opts: RunOptions, ui: Reporter
+    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter
 ) -> dict[str, Any]:
     """Fit, measure and score one cell; returns its record (status ``failed`` on any error)."""
-    entry = (opts.registry or METHODS)[method]
+    method = mplan.name
     cid = cell_id(data.name, method, seed)
-    overrides = dict(opts.params.get(method, {}))
+    view = data.view(mplan.input)
     record: dict[str, Any] = {
         "cell": {"id": cid, "dataset": data.name, "method": method, "seed": seed,
                  "order": order},
         "status": "failed",
         "error": None,
-        "method": {"name": method, "class": entry.target, "description": entry.description,
-                   "paper": entry.paper, "params": overrides, "overrides": overrides},
-        "backbone": {"name": opts.backbone, "weights": opts.weights, "weights_sha256": None},
-        "dataset": data.describe(),
+        "method": describe_plan(mplan),
+        "backbone": {"name": mplan.backbone, "weights": mplan.weights, "weights_sha256": None},
+        "input": {**asdict(mplan.input), "description": mplan.input.describe()},
+        "dataset": data.describe(mplan.input),
         "seed": seed,
         "environment": {"git_sha": environment.git_sha(), "versions":
                         environment.library_versions(), **environment.machine(opts.device),
@@ -181,35 +188,42 @@ def run_cell(
     if opts.device.startswith("cuda"):
         torch.cuda.empty_cache()
     try:
-        klass = load_class(method, opts.registry)
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)
         with environment.Monitor(opts.device) as monitor:
-            model = klass(backbone=opts.backbone, weights=opts.weights, device=opts.device,
-                          seed=seed, **overrides)
-            record["method"]["params"] = dict(model.config)
+            model = mplan.build(opts.device, seed)
+            record["method"]["params"] = model.get_params()
             stage = "fit"
-            ui.stage("fit", math.ceil(len(data.train) / opts.fit_batch_size))
+            train = TrainingSet(view.train.images, batch_size=model.fit_batch_size, seed=seed,
+                                device=opts.device)
             environment.synchronize(opts.device)
             start = time.perf_counter()
-            model.fit(ticking(data.train.batches(opts.fit_batch_size), ui, opts.device))
+            model.fit(train, progress=ui)
             environment.synchronize(opts.device)
             fit_s = time.perf_counter() - start
-            fit_stages = dict(getattr(model, "last_timings", None) or {})
+            fit_stages = dict(model.fit_timings)
             stage = "predict"
-            out = measure(model, data, opts, ui)
+            out = measure(model, view, opts, ui)
         stage = "metrics"
-        record["backbone"]["weights_sha256"] = getattr(model, "backbone_sha256", None)
+        info = model.backbone_info()
+        if info is not None:
+            record["backbone"] = {"name": info.name, "weights": info.weights,
+                                  "weights_sha256": info.sha256}
         record["timing"] = {"protocol": opts.protocol(), "fit_s": fit_s,
+                            "fit_batch_size": model.fit_batch_size,
                             "fit_stages_s": fit_stages,
-                            "decode_ms_per_image": data.describe()["decode_ms_per_image"],
+                            "decode_ms_per_image": record["dataset"]["decode_ms_per_image"],
                             **out["timing"]}
         record["memory"] = monitor.summary()
         summary = model.state_summary()
-        record["model"] = {"state_summary": summary, "memory_bank": _memory_bank(summary),
-                           "largest_buffer": _largest(summary), "saved": None}
-        test = data.test
+        record["model"] = {"state_summary": summary.buffers, "memory_bank": summary.memory_bank,
+                           "trained_parameters": summary.parameters,
+                           "fit_notes": model.fit_notes,
+                           "largest_buffer": _largest(summary.buffers), "saved": None}
+        record["training"] = ({"log": model.training_log, "verdict": model.training_verdict()}
+                              if mplan.budget is not None or model.training_log else None)
+        test = view.test
         record["metrics"] = {
             "image_auroc": metrics.image_metrics(out["scores"], test.labels, test.categories,
                                                  test.groups, resamples=opts.resamples),
@@ -223,7 +237,7 @@ def run_cell(
                                      test.labels, out["scores"])
         ]
         stage = "save"
-        record["artifacts"] = {"maps": _save_maps(opts, cid, data, out)}
+        record["artifacts"] = {"maps": _save_maps(opts, cid, view, out)}
         if opts.save_models:
             rel = f"{MODELS_DIR}/{cid}.safetensors"
             model.save(opts.out / rel)
@@ -244,13 +258,13 @@ def run(data: BenchData, opts: RunOptions, ui: Reporter) -> list[dict[str, Any]]
     ui.run_start(len(cells))
     records = []
     order = {m: i for i, m in enumerate(opts.methods)}
-    for method, seed, cid, done in cells:
+    for mplan, seed, cid, done in cells:
         if done:
             records.append(read_record(record_path(opts.out, cid)))
             ui.cell_done(cid, "skipped (finished earlier)")
             continue
         ui.cell_start(cid)
-        record = run_cell(data, method, seed, order[method], opts, ui)
+        record = run_cell(data, mplan, seed, order[mplan.name], opts, ui)
         records.append(record)
         ui.cell_done(cid, record["status"] if record["status"] == "ok" else record["error"])
     return records

@@ -84,6 +84,41 @@ def _group_of(records: Sequence[dict[str, Any]]) -> dict[str, str]:
     return {s["category"]: s["group"] for r in records for s in r.get("scores", [])}
 
 
+def row_label(method: str, records: Sequence[dict[str, Any]]) -> str:
+    """A method's row name: with its budget when that is not the paper's settings, so a row
+    trained on a shortened budget never passes for the paper's method."""
+    budgets = {get(r, "method", "budget") for r in records} - {None, "paper"}
+    return f"{method} (budget {', '.join(sorted(budgets))})" if budgets else method
+
+
+def _per_method(records: Sequence[dict[str, Any]], describe: Any) -> str:
+    """``a, b: X; c: Y``: one value per method, methods with the same value grouped."""
+    groups: dict[str, list[str]] = {}
+    for method, recs in by_method(records).items() or {None: list(records)}.items():
+        value = _distinct(recs, "__none__") if method is None else describe(recs)
+        groups.setdefault(value, []).append(method or "all")
+    return "; ".join(f"{', '.join(ms)}: {v}" if len(groups) > 1 else v for v, ms in groups.items())
+
+
+def _backbone_text(recs: Sequence[dict[str, Any]]) -> str:
+    name = _distinct(recs, "backbone", "name")
+    if name in ("n/a", "None"):
+        return "none (trained from scratch)"
+    return (f"{name}, weights {_distinct(recs, 'backbone', 'weights')} "
+            f"(sha256 `{_distinct(recs, 'backbone', 'weights_sha256')}`)")
+
+
+def _budget_text(recs: Sequence[dict[str, Any]]) -> str:
+    budget = _distinct(recs, "method", "budget")
+    if budget in ("n/a", "None"):
+        return "none (no training)"
+    changes = get(recs[0], "method", "budget_overrides") or {}
+    what = ", ".join(f"{k} {v}" for k, v in changes.items())
+    text = f"{budget}" + (f" ({what})" if what else " (the official settings)")
+    extra = get(recs[0], "method", "overrides") or {}
+    return text + (" + --param " + ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "")
+
+
 def header(records: Sequence[dict[str, Any]]) -> list[str]:
     """Title, the real-or-synthetic banner and the facts table."""
     d = records[0]["dataset"]
@@ -111,7 +146,6 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
     gen = d.get("generator")
     generator = ("; drawn by `cadsd synth` with " + ", ".join(f"{k} {v}" for k, v in gen.items())
                  if gen else "")
-    sha = _distinct(records, "backbone", "weights_sha256")
     last = max(get(r, "environment", "finished_at") or "" for r in records)
     device = (f"{_distinct(records, 'environment', 'device')} "
               f"({_distinct(records, 'environment', 'device_name')}), "
@@ -124,8 +158,9 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
         ("Fingerprint", ", ".join(f"`{f}`" for f in
                                   dict.fromkeys(r["dataset"]["fingerprint"] for r in records))),
         ("Images", f"train {train}; test {test}"),
-        ("Backbone", (f"{_distinct(records, 'backbone', 'name')}, weights "
-                     f"{_distinct(records, 'backbone', 'weights')} (sha256 `{sha}`)")),
+        ("Backbone", _per_method(records, _backbone_text)),
+        ("Budget", _per_method(records, _budget_text)),
+        ("Input", _per_method(records, lambda rs: _distinct(rs, "input", "description"))),
         ("Device", device),
         ("Machine load", load),
         ("Libraries", ", ".join(f"{k} {v}" for k, v in env["versions"].items())),
@@ -146,7 +181,7 @@ def table2(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
     for method, recs in groups.items():
         pub = (paper.published(method) or {}).get("all") if real else None
         extra = f" {pub:.1f} |" if real and pub is not None else (" |" if real else "")
-        lines.append(f"| {method} | {auroc_cell(recs, 'all')} |{extra}")
+        lines.append(f"| {row_label(method, recs)} | {auroc_cell(recs, 'all')} |{extra}")
     return [*lines, ""]
 
 
@@ -154,7 +189,7 @@ def table3(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
     """Per anomaly type, the groups' Average rows (the paper's Table 3), and pooled groups."""
     all_recs = [r for recs in groups.values() for r in recs]
     group_of = _group_of(all_recs)
-    methods = list(groups)
+    methods = [row_label(m, recs) for m, recs in groups.items()]
     lines = ["## Table 3: image AUROC (%) per anomaly type (normal vs that type)", "",
              "| Anomaly type | " + " | ".join(methods) + " |",
              "|---|" + "---|" * len(methods)]
@@ -218,11 +253,14 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
         flagged |= loaded
         bank = get(rs[0], "model", "memory_bank")
         big = get(rs[0], "model", "largest_buffer")
+        params = get(rs[0], "model", "trained_parameters") or 0
         state = (f"bank {' x '.join(map(str, bank))}" if bank else
                  f"`{big['name']}` {' x '.join(map(str, big['shape']))}" if big else "-")
+        if params:
+            state += f"; {params / 1e6:.2f} M trained parameters"
         lat = [_mean(rs, "timing", "latency_ms", k) for k in ("mean", "median", "p95")]
         peak, before = _mean(rs, "memory", "peak_rss_mb"), _mean(rs, "memory", "rss_before_mb")
-        row = (f"| {method} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
+        row = (f"| {row_label(method, rs)} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
                f"{_mean(rs, 'timing', 'throughput', 'images_per_s'):.1f} | "
                f"{_mean(rs, 'timing', 'fit_s'):.1f} | {peak:.0f} (+{peak - before:.0f}) | "
                f"{state} |")
@@ -235,6 +273,30 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
         lines += [(f"† timed while other processes used more than {LOADED_CORES} cores: "
                    "not a clean timing; rerun on an idle machine with `--force`."), ""]
     return lines
+
+
+def training_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Trained methods: budget, how long they trained, the loss at the start and the end, and
+    a warning when training ended before the model learned anything measurable."""
+    trained = {m: rs for m, rs in groups.items() if get(rs[0], "training") is not None}
+    if not trained:
+        return []
+    lines = ["## Training (trained methods; fixed budget, the test set never seen)", "",
+             "| Method | budget | logged | loss first → last | fit s | verdict |",
+             "|---|---|---|---|---|---|"]
+    warnings = []
+    for method, rs in trained.items():
+        log = get(rs[0], "training", "log") or []
+        unit = "epoch" if log and "epoch" in log[-1] else "step"
+        span = f"{unit} {int(log[-1][unit])}" if log else "-"
+        loss = (f"{log[0]['loss']:.4g} → {log[-1]['loss']:.4g}" if log and "loss" in log[0]
+                else "-")
+        verdicts = list(dict.fromkeys(v for r in rs if (v := get(r, "training", "verdict"))))
+        lines.append(f"| {row_label(method, rs)} | {_budget_text(rs)} | {span} | {loss} | "
+                     f"{_mean(rs, 'timing', 'fit_s'):.1f} | {'⚠ see below' if verdicts else 'ok'} |")
+        warnings += [f"- **{method}**: {v}" for v in verdicts]
+    lines.append("")
+    return lines + warnings + ([""] if warnings else [])
 
 
 def failures(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -283,6 +345,6 @@ def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()
     lines = header(ok)
     if groups:
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
-        lines += table4(groups, real)
+        lines += table4(groups, real) + training_table(groups)
     lines += failures(records) + notes(records, real, plots)
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """The timing protocol (fixed; it is also printed in every leaderboard).
 
-1. decoding (resize 256, crop 224) happens once per run, before any cell, and is timed apart;
-2. ``fit``: the training images in batches of ``fit_batch_size`` (8), wall time of the whole
-   call (which includes turning the decoded uint8 batches into float, ~1 ms per image);
+1. decoding (each method's input: PatchCore's resize 256 + crop 224, ...) happens once per run
+   and input, before any cell, and is timed apart;
+2. ``fit``: the training images, in the method's own batches (``fit_batch_size``: 8 for the
+   frozen-feature methods), wall time of the whole call (which includes turning the decoded
+   uint8 batches into float, ~1 ms per image, and, for trained methods, all of training);
 3. warm-up: ``warmup`` (5) batch-1 predictions on the first test images, discarded;
 4. latency: every test image once at batch 1, in dataset order, wall time of ``predict`` plus
    copying scores and maps to the host (GPU work synchronised); the scores come from this pass;
@@ -17,35 +19,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from leaderboard import environment
-from leaderboard.data import BenchData
+from leaderboard.data import View
 from leaderboard.errors import BenchError
 from leaderboard.progress import Reporter
 
 if TYPE_CHECKING:
     from leaderboard.runner import RunOptions
 
+#: warm-up predictions before any timed one (the runner's default; leaderboard.perf uses it too)
+WARMUP = 5
+
 PROTOCOL = (
-    "decode once per run (timed apart); fit in batches of {fit_batch_size}; {warmup} warm-up "
+    "decode once per run and input (timed apart); fit on the training images in each "
+    "method's batches (trained methods: the whole fixed budget); {warmup} warm-up "
     "predictions at batch 1 (discarded); latency = every test image at batch 1 (predict + copy "
     "to host; scores come from this pass); throughput = the test set at batch {throughput_batch}"
 )
 
-
-
-def ticking(
-    batches: Iterator[torch.Tensor], ui: Reporter, device: str = "cpu"
-) -> Iterator[torch.Tensor]:
-    """Pass ``batches`` through (on ``device``), advancing the progress bar after each one."""
-    for batch in batches:
-        yield batch.to(device)
-        ui.advance()
 
 
 def _check_prediction(scores: torch.Tensor, maps: torch.Tensor, batch: int, size: tuple) -> None:
@@ -56,28 +52,40 @@ def _check_prediction(scores: torch.Tensor, maps: torch.Tensor, batch: int, size
         )
 
 
-def _gallery(data: BenchData, per_category: int) -> list[int]:
+def _gallery(view: View, per_category: int) -> list[int]:
     """Indices of the first ``per_category`` test images of each category (sorted order)."""
     picks: dict[str, list[int]] = {}
-    for i, cat in enumerate(data.test.categories):
+    for i, cat in enumerate(view.test.categories):
         if len(picks.setdefault(cat, [])) < per_category:
             picks[cat].append(i)
     return [i for idx in picks.values() for i in idx]
 
 
-def measure(model: Any, data: BenchData, opts: RunOptions, ui: Reporter) -> dict[str, Any]:
+def warm_up(model: Any, images: torch.Tensor, n: int, device: str = "cpu",
+            ui: Reporter | None = None) -> int:
+    """The warm-up rule (step 3): ``n`` batch-1 predictions on the first images, discarded.
+    Returns how many ran. :mod:`leaderboard.perf` uses it too."""
+    n = min(n, len(images))
+    if ui is not None:
+        ui.stage("warm-up", n)
+    for i in range(n):
+        x = images[i : i + 1]
+        model.predict((x.float().div(255) if x.dtype == torch.uint8 else x).to(device))
+        if ui is not None:
+            ui.advance()
+    return n
+
+
+def measure(model: Any, view: View, opts: RunOptions, ui: Reporter) -> dict[str, Any]:
     """Steps 3-5 of the protocol; returns scores, latencies, kept maps and stage timings."""
-    test, dev = data.test, opts.device
+    test, dev = view.test, opts.device
     n, size = len(test), tuple(test.images.shape[-2:])
     keep_all = test.masks is not None
-    gallery = _gallery(data, opts.gallery_per_category)
+    gallery = _gallery(view, opts.gallery_per_category)
     # with masks every map is kept (pixel AUROC); otherwise only the gallery's
     maps = np.zeros((n if keep_all else len(gallery), *size), np.float32)
     slot = {i: i for i in range(n)} if keep_all else {i: k for k, i in enumerate(gallery)}
-    ui.stage("warm-up", min(opts.warmup, n))
-    for i in range(min(opts.warmup, n)):
-        model.predict(test.batch(i, i + 1).to(dev))
-        ui.advance()
+    warmed = warm_up(model, test.images, opts.warmup, dev, ui)
     ui.stage("latency (batch 1)", n)
     scores, latency = np.zeros(n), np.zeros(n)
     stages: dict[str, float] = {}
@@ -92,7 +100,7 @@ def measure(model: Any, data: BenchData, opts: RunOptions, ui: Reporter) -> dict
         scores[i] = float(s[0])
         if i in slot:
             maps[slot[i]] = m[0].float().numpy()
-        for k, v in (getattr(model, "last_timings", None) or {}).items():
+        for k, v in model.last_timings.items():
             stages[k] = stages.get(k, 0.0) + float(v)
         ui.advance()
     ui.stage(f"throughput (batch {opts.throughput_batch})", math.ceil(n / opts.throughput_batch))
@@ -112,7 +120,7 @@ def measure(model: Any, data: BenchData, opts: RunOptions, ui: Reporter) -> dict
         "maps": maps,
         "gallery": gallery,
         "timing": {
-            "warmup_images": min(opts.warmup, n),
+            "warmup_images": warmed,
             "latency_ms": {
                 "mean": float(latency.mean() * 1000),
                 "median": float(np.median(latency) * 1000),

@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from conftest import _write_layout as write_layout  # noqa: F401 - re-exported
 
-from leaderboard import data
+from baselines.base import Train
+from baselines.training import Progress
+from leaderboard import choices, data
 from leaderboard.dummy import PixelStats
+from leaderboard.plan import MethodPlan, plan_methods
 from leaderboard.registry import METHODS, MethodEntry
 from leaderboard.runner import RunOptions
 
@@ -33,7 +35,7 @@ class Exploding(PixelStats):
 
     name = "exploding"
 
-    def fit(self, batches: Iterable[torch.Tensor]) -> Exploding:
+    def fit(self, train: Train, progress: Progress | None = None) -> Exploding:
         raise RuntimeError("boom: this method always fails")
 
 
@@ -42,7 +44,7 @@ class Interrupted(PixelStats):
 
     name = "interrupted"
 
-    def fit(self, batches: Iterable[torch.Tensor]) -> Interrupted:
+    def fit(self, train: Train, progress: Progress | None = None) -> Interrupted:
         raise KeyboardInterrupt
 
 
@@ -62,9 +64,20 @@ def load(root: Path, kind: str = "custom") -> data.BenchData:
     return data.load(resolved)
 
 
-def options(out: Path, methods: list[str], **kw: Any) -> RunOptions:
-    """Fast run options for tests (few bootstrap resamples, tiny warm-up)."""
-    base: dict[str, Any] = {"seeds": [0], "backbone": "mobilenet_v2", "weights": "imagenet",
-                                "device": "cpu", "out": out, "resamples": 200, "warmup": 1}
+def plans(methods: list[str], registry: Mapping[str, MethodEntry] | None = None,
+          params: tuple[str, ...] = (), budget: str = "smoke",
+          backbone: str = "mobilenet_v2") -> list[MethodPlan]:
+    """Method plans as `bench run` makes them (``--param`` items, budget, named backbone)."""
+    reg = registry or METHODS
+    made = plan_methods(methods, reg, params, budget)
+    return choices.resolve_backbones(backbone, "imagenet", made, echo=lambda line: None)
+
+
+def options(out: Path, methods: list[str], registry: Mapping[str, MethodEntry] | None = None,
+            params: tuple[str, ...] = (), budget: str = "smoke", backbone: str = "mobilenet_v2",
+            **kw: Any) -> RunOptions:
+    """Fast run options for tests (few bootstrap resamples, tiny warm-up, smoke budget)."""
+    base: dict[str, Any] = {"seeds": [0], "device": "cpu", "out": out, "resamples": 200,
+                            "warmup": 1, "budget": budget}
     base.update(kw)
-    return RunOptions(methods=methods, **base)
+    return RunOptions(plans=plans(methods, registry, params, budget, backbone), **base)

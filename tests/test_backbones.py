@@ -129,7 +129,7 @@ def test_offline_imagenet_names_the_way_out(tmp_path: Path, monkeypatch: pytest.
 
 def test_corrupt_cached_imagenet_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    cached = backbones.torchvision_cache_path(REGISTRY["resnet18"].imagenet_url or "")
+    cached = REGISTRY["resnet18"].source.cache_path()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"truncated download")
     with pytest.raises(WeightsUnavailableError, match="corrupt"):

@@ -130,35 +130,92 @@ def test_cadsd_missing_names_download(capsys: pytest.CaptureFixture, tmp_path: P
 
 def test_auto_backbone_offline_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     from baselines.components import backbones
+    from leaderboard.plan import plan_methods
 
+    made = plan_methods(["patchcore", "padim", "dummy"], METHODS, (), "quick")
     lines: list[str] = []
-    monkeypatch.setattr(backbones, "imagenet_available", lambda name: False)
-    assert choices.resolve_backbone("auto", "imagenet", lines.append, probe=lambda: False) == (
-        "mobilenet_v2", "imagenet")
+    monkeypatch.setattr(backbones, "imagenet_available",
+                        lambda name: backbones.get_spec(name).offline)
+    flow = plan_methods(["cs_flow", "patchsvdd"], METHODS, (), "quick")
+    got = choices.resolve_backbones("auto", "imagenet", flow, lines.append, probe=lambda: False)
+    assert [p.backbone for p in got] == ["efficientnet_lite2", None]  # CS-Flow's fallback
+    assert "efficientnet_lite2" in lines[0] and "efficientnet_b5" in lines[0]
+    assert choices.run_tag(got) == "efficientnet_lite2"
+    lines.clear()
+    got = choices.resolve_backbones("auto", "imagenet", made, lines.append, probe=lambda: False)
+    assert [(p.backbone, p.weights) for p in got] == [("mobilenet_v2", "imagenet")] * 2 + [(None, None)]
+    assert len(lines) == 1 and "patchcore, padim" in lines[0]
     assert "offline" in lines[0] and "--weights PATH" in lines[0]
     monkeypatch.setattr(backbones, "imagenet_available", lambda name: True)
-    assert choices.resolve_backbone("auto", "imagenet", lines.append)[0] == "wide_resnet50_2"
-    assert choices.default_out("synthetic", "mobilenet_v2", "imagenet") == Path(
-        "runs/synthetic-mobilenet_v2")
+    monkeypatch.setattr(backbones, "ensure_weights", lambda name, weights: None)
+    got = choices.resolve_backbones("auto", "imagenet", made, lines.append)
+    assert got[0].backbone == "wide_resnet50_2" and "the paper's" in lines[-1]
+    assert choices.run_tag(got) == "wide_resnet50_2"
+    assert choices.default_out("synthetic", "mobilenet_v2") == Path("runs/synthetic-mobilenet_v2")
 
 
 def test_list_shows_methods_and_planned(capsys: pytest.CaptureFixture) -> None:
     code, text = _bench(capsys, "list")
-    assert code == 0 and "patchsvdd" in text and "not yet implemented" in text
+    assert code == 0 and "not yet implemented" not in text and "dummy" not in text
+    for name in ("patchcore", "sa_patchcore", "padim", "cs_flow", "patchsvdd"):
+        assert f"{name}: " in text  # one plain line per method when the output is not a terminal
+    assert "budgets: paper, quick, smoke" in text
     assert "dummy" not in text
 
 
 def test_option_parsing() -> None:
-    from leaderboard.errors import BenchError
+    from leaderboard.errors import UsageError
+    from leaderboard.plan import plan_methods
 
     assert choices.parse_seeds("0-2,5,1") == [0, 1, 2, 5]
-    params = choices.parse_params(["patchcore.coreset_ratio=0.1", "sigma=2", "x.y=abc"],
-                                  ["patchcore", "x"])
-    assert params == {"patchcore": {"coreset_ratio": 0.1, "sigma": 2}, "x": {"sigma": 2, "y": "abc"}}
-    with pytest.raises(BenchError, match="not among --methods"):
-        choices.parse_params(["padim.eps=1"], ["patchcore"])
-    with pytest.raises(BenchError, match="METHOD.KEY=VALUE"):
-        choices.parse_params(["novalue"], ["patchcore"])
+    made = plan_methods(["patchcore", "padim"], METHODS,
+                        ["patchcore.coreset_ratio=0.1", "sigma=2", "padim.eps=1"], "quick")
+    assert [p.overrides for p in made] == [{"coreset_ratio": 0.1, "sigma": 2.0},
+                                           {"sigma": 2.0, "eps": 1.0}]  # ints made floats
+    for items, match in [(["padim.eps=1"], "not among --methods"), (["novalue"], "METHOD.KEY=VALUE"),
+                         (["patchcore.reweight=1"], "expected bool"),
+                         (["patchcore.precision=fp16"], "expected 'fp32' | 'bf16'")]:
+        with pytest.raises(UsageError, match=match):
+            plan_methods(["patchcore"], METHODS, items, "quick")
+
+
+@pytest.mark.parametrize("param,message", [
+    ("coreset_ratio=0.1", "padim has no setting 'coreset_ratio'"),  # not for every method
+    ("patchcore.coreset_ration=0.1", "no setting 'coreset_ration'"),  # misspelt
+    ("patchcore.coreset_ratio=2", "coreset_ratio must be in (0, 1]"),  # out of range
+    ("patchcore.seed=3", "set it with --seeds"),
+])
+def test_bad_params_exit_2_before_anything(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                           root: Path, param: str, message: str) -> None:
+    out = tmp_path / "run"
+    code, text = _bench(capsys, "run", "--methods", "patchcore,padim", "--param", param,
+                        "--dataset", str(root), "--out", str(out))
+    assert code == 2 and message in text and "Traceback" not in text
+    assert not out.exists()
+    if "coreset_ration" in param:
+        assert "coreset_ratio=0.01" in text  # the valid keys are listed
+
+
+def test_offline_backbone_fails_once_before_any_cell(capsys: pytest.CaptureFixture,
+                                                    tmp_path: Path, root: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    calls = []
+
+    def offline(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    out = tmp_path / "run"
+    code, text = _bench(capsys, "run", "--methods", "patchcore,padim", "--dataset", str(root),
+                        "--backbone", "wide_resnet50_2", "--out", str(out))
+    assert code == 1 and text.count("ImageNet weights for wide_resnet50_2") == 1
+    assert "--backbone mobilenet_v2" in text and len(calls) == 1 and not out.exists()
 
 
 def test_cuda_without_gpu(capsys: pytest.CaptureFixture, tmp_path: Path, root: Path) -> None:
@@ -180,3 +237,41 @@ def test_ctrl_c_says_how_to_resume(capsys: pytest.CaptureFixture, monkeypatch: p
     monkeypatch.setattr(leaderboard.bench, "bench_run", interrupted)
     code, text = _bench(capsys, "run", "--methods", "dummy")
     assert code == 130 and "rerun the same command to resume" in text and "Traceback" not in text
+
+
+def test_budget_is_announced_recorded_and_shown(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                root: Path) -> None:
+    out = tmp_path / "run"
+    code, text = _bench(capsys, "run", "--methods", "dummy,dummy_trained", "--dataset", str(root),
+                        "--out", str(out))
+    assert code == 0
+    assert "Budget: quick (the default on a CPU" in text and "epochs 12 -> 4" in text
+    assert "dummy_trained" in text and "epoch 1/4" in text  # one line per epoch in a log
+    md = (out / "leaderboard.md").read_text()
+    assert "| Budget | dummy: none (no training); dummy_trained: quick (epochs 4) |" in md
+    assert "| dummy_trained (budget quick) |" in md and "| dummy |" in md
+    assert "## Training" in md and "plots/training.png" in md
+    rec = json.loads((out / "records/cadsd__dummy_trained__seed0.json").read_text())
+    assert rec["method"]["budget"] == "quick" and rec["training"]["log"][-1]["epoch"] == 4
+
+
+def test_paper_budget_on_a_cpu_states_its_cost() -> None:
+    from leaderboard.plan import budget_lines, plan_methods
+
+    plans = plan_methods(["cs_flow", "patchcore"], METHODS, (), "paper")
+    plans = choices.resolve_backbones("efficientnet_lite2", "imagenet", plans, echo=lambda s: None)
+    lines = budget_lines(plans, "paper", "cpu", 400, lambda: 180.0)
+    assert len(lines) == 2 and "patchcore" not in " ".join(lines)  # only trained methods
+    assert "the official settings" in lines[0] and "cs_flow" in lines[1]
+    assert "PFLOP" in lines[1] and " h at this cpu" in lines[1] and "--budget quick" in lines[1]
+    quick = plan_methods(["cs_flow"], METHODS, ("cs_flow.epochs=3",), "quick")
+    quick = choices.resolve_backbones("efficientnet_lite2", "imagenet", quick, echo=lambda s: None)
+    [_, line] = budget_lines(quick, "quick", "cpu", 400, lambda: 180.0)
+    assert "input_size 768 -> 256" in line and "then --param epochs=3" in line and "min at" in line
+
+
+def test_unknown_budget_and_budget_a_method_lacks(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                  root: Path) -> None:
+    code, text = _bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
+                        "--budget", "fast", "--out", str(tmp_path / "run"))
+    assert code == 2 and "choose one of auto, paper, quick, smoke" in text

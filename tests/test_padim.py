@@ -137,7 +137,7 @@ def test_save_load_round_trip(fitted: PaDiM, tmp_path: Path) -> None:
     assert not any(k.startswith("extractor") for k in fitted.state_dict())  # backbone not saved
     after = loaded.predict(test)
     assert torch.equal(before.scores, after.scores) and torch.equal(before.maps, after.maps)
-    assert fitted.state_summary()["factor_"] == [8 * 8, 60 * 60]  # one row block
+    assert fitted.state_summary().buffers["factor_"] == [8 * 8, 60 * 60]  # one row block
 
 
 def test_predict_is_deterministic(fitted: PaDiM) -> None:

@@ -42,8 +42,10 @@ def fitted(train: torch.Tensor) -> PatchCore:
 def test_state_is_only_learned(fitted: PatchCore) -> None:
     assert set(fitted.state_dict()) == {"fitted_", "memory_bank_", "input_size_"}
     # 6 images x 14 x 14 patches, 1% kept as the official int(N * ratio); 32 + 96 channels
-    assert fitted.state_summary() == {"memory_bank_": [int(6 * GRID * 0.01), 128], "input_size_": [2]}
-    assert fitted.config["coreset_ratio"] == 0.01 and fitted.backbone_sha256
+    summary = fitted.state_summary()
+    assert summary.buffers == {"memory_bank_": [int(6 * GRID * 0.01), 128], "input_size_": [2]}
+    assert summary.memory_bank == [int(6 * GRID * 0.01), 128] and summary.parameters == 0
+    assert fitted.coreset_ratio == fitted.get_params()["coreset_ratio"] == 0.01 and fitted.backbone_sha256
     assert {"backbone", "aggregate", "coreset", "extract"} <= set(fitted.fit_timings)
 
 

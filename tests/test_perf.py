@@ -39,3 +39,30 @@ def test_perf_runs_cells_and_times_partners_in_turns(
 def test_perf_unknown_method(capsys: pytest.CaptureFixture[str]) -> None:
     assert perf.main(["--data", "/nonexistent", "--methods", "nosuch"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_perf_times_training_steps_of_trained_methods(
+    tmp_path: Path, make_layout: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_layout(tmp_path)
+    out = tmp_path / "perf.json"
+    argv = ["--data", str(root), "--backbones", "mobilenet_v2,wide_resnet50_2", "--out", str(out),
+            "--methods", "cs_flow,patchsvdd", "--budget", "smoke", "--weights", "none"]
+    assert perf.main(argv) == 0
+    results = json.loads(out.read_text())
+    cells = {(c["method"], c["backbone"]) for c in results["cells"]}
+    # CS-Flow has no stride-32 tap on WRN50-2 here; Patch SVDD has no backbone: measured once
+    assert cells == {("cs_flow", "mobilenet_v2"), ("patchsvdd", "none")}
+    for cell in results["cells"]:
+        step = cell["train_step"]
+        assert step["step_s"] > 0 and step["step_gflop"] > 0 and step["gemm_gflops"] > 0
+        assert step["step_over_gemm"] == pytest.approx(
+            step["step_s"] * step["gemm_gflops"] / step["step_gflop"])
+    flow = next(c for c in results["cells"] if c["method"] == "cs_flow")
+    assert flow["backbone_images_per_train_image"] == 3.0  # three scales, once per image
+    svdd = next(c for c in results["cells"] if c["method"] == "patchsvdd")
+    assert svdd["recall32_test"]["recall"] == 1.0  # a tiny bank is searched exactly
+    labels = {t["label"] for t in results["targets"]}
+    assert {"cs_flow: train step / (FLOPs / GEMM rate)", "patchsvdd: predict b1 median, seconds",
+            "cs_flow: backbone passes per training image"} <= labels
+    assert "one training step" in capsys.readouterr().out

@@ -37,7 +37,9 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
     on_disk = json.loads(record_path(tmp_path, rec["cell"]["id"]).read_text())
     assert on_disk["schema_version"] == SCHEMA_VERSION and on_disk["scores"] == rec["scores"]
     assert rec["method"]["params"]["grid"] == 28 and rec["seed"] == 0
-    assert rec["backbone"] == {"name": "mobilenet_v2", "weights": "imagenet", "weights_sha256": None}
+    assert rec["method"]["budget"] is None and rec["training"] is None  # dummy does not train
+    assert rec["backbone"] == {"name": None, "weights": None, "weights_sha256": None}  # none used
+    assert rec["input"]["resize"] == 256 and rec["input"]["crop"] == 224
     d = rec["dataset"]
     assert d["fingerprint"] == tiny.fingerprint and d["kind"] == "custom" and not d["synthetic"]
     assert d["counts"]["test/lacking"] == 2 and d["has_masks"]
@@ -106,10 +108,12 @@ def test_interrupted_run_resumes_with_identical_results(tiny: BenchData, tmp_pat
 
 
 def test_folder_with_other_results_is_refused(tiny: BenchData, tmp_path: Path) -> None:
-    _run(tiny, tmp_path, ["dummy"])
+    _run(tiny, tmp_path, ["padim"])
     with pytest.raises(BenchError, match="--force"):
-        _run(tiny, tmp_path, ["dummy"], backbone="resnet18")
-    _run(tiny, tmp_path, ["dummy"], backbone="resnet18", force=True)
+        _run(tiny, tmp_path, ["padim"], backbone="efficientnet_lite2")
+    [rec] = _run(tiny, tmp_path, ["padim"], backbone="efficientnet_lite2", force=True)
+    assert rec["status"] == "ok" and rec["backbone"]["name"] == "efficientnet_lite2"
+    _run(tiny, tmp_path, ["dummy"], backbone="efficientnet_lite2")  # no backbone: another method is fine
 
 
 def test_git_sha_unknown_outside_a_checkout(tmp_path: Path) -> None:
@@ -143,6 +147,33 @@ def test_one_dataset_per_run_folder(tiny: BenchData, tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="new --out"):
         _run(other, tmp_path, ["dummy"], force=True)  # --force cannot mix datasets either
     with pytest.raises(BenchError, match="other method settings"):
-        _run(tiny, tmp_path, ["dummy"], params={"dummy": {"grid": 14}})
-    [rec] = _run(tiny, tmp_path, ["dummy"], params={"dummy": {"grid": 14}}, force=True)
+        _run(tiny, tmp_path, ["dummy"], params=("dummy.grid=14",))
+    [rec] = _run(tiny, tmp_path, ["dummy"], params=("dummy.grid=14",), force=True)
     assert rec["method"]["params"]["grid"] == 14 and rec["model"]["state_summary"]["mean_"] == [3, 14, 14]
+
+
+def test_trained_method_runs_its_budget_seeded(tiny: BenchData, tmp_path: Path) -> None:
+    """dummy_trained: the epoch loop, the budget in the record, the same scores for the same
+    seed, other scores for another seed (its batches are shuffled with the cell's seed)."""
+    [a] = _run(tiny, tmp_path / "a", ["dummy_trained"], budget="quick")
+    assert a["status"] == "ok" and a["method"]["budget"] == "quick"
+    assert a["method"]["budget_overrides"] == {"epochs": 4} and a["method"]["params"]["epochs"] == 4
+    assert [e["epoch"] for e in a["training"]["log"]] == [1, 2, 3, 4]
+    [b] = _run(tiny, tmp_path / "b", ["dummy_trained"], budget="quick")
+    assert a["scores"] == b["scores"]
+    [c] = _run(tiny, tmp_path / "c", ["dummy_trained"], budget="quick", seeds=[1])
+    assert [s["score"] for s in c["scores"]] != [s["score"] for s in a["scores"]]
+    with pytest.raises(BenchError, match="another budget"):
+        _run(tiny, tmp_path / "a", ["dummy_trained"], budget="smoke")
+
+
+def test_each_method_gets_its_own_input(tiny: BenchData, tmp_path: Path) -> None:
+    recs = _run(tiny, tmp_path, ["dummy", "patchsvdd"])
+    by = {r["method"]["name"]: r for r in recs}
+    assert by["patchsvdd"]["status"] == "ok", by["patchsvdd"]["error"]
+    assert by["patchsvdd"]["input"]["resize"] == 256 and by["patchsvdd"]["input"]["crop"] is None
+    assert by["patchsvdd"]["input"]["resample"] == "bicubic"
+    assert by["dummy"]["input"]["crop"] == 224
+    assert set(tiny.views) >= {(256, None, "bicubic"), (256, 224, "lanczos")}  # decoded once each
+    assert by["patchsvdd"]["metrics"]["pixel_auroc"] is not None  # masks decoded at 256 too
+    assert by["patchsvdd"]["backbone"]["name"] is None  # trained from scratch

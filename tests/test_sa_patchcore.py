@@ -89,7 +89,7 @@ def test_sa_patchcore_fits_and_round_trips(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.nn.functional.interpolate(torch.rand(4, 3, 14, 14, generator=gen), size=112)
     model = SAPatchCore(backbone="mobilenet_v2").fit([images[:3]])
-    assert model.name == "sa_patchcore" and model.state_summary()["memory_bank_"] == [5, 128]
+    assert model.name == "sa_patchcore" and model.state_summary().memory_bank == [5, 128]
     pred = model.predict(images[3:])
     loaded = SAPatchCore.load(model.save(tmp_path / "sa.safetensors"))
     assert type(loaded) is SAPatchCore

