@@ -6,12 +6,13 @@ k-center coreset of all training patches. Patch score: L2 distance to the neares
 image score: the largest patch score (official code, before upsampling); map: patch scores
 upsampled to the input and blurred (sigma 4). PatchCore paper eq. 7 reweighting is an option.
 
-Subclasses change the per-layer aggregation only: override :meth:`PatchCore.aggregate`.
+Subclasses change the aggregation only: override :meth:`PatchCore.aggregate` (per layer) and,
+where needed, :meth:`PatchCore.combine` (the layers into one embedding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -85,6 +86,10 @@ class PatchCore(FeatureDetector):
         pooling, stride 1, as the official code (PatchCore paper eq. 2 with p = 3)."""
         return local_avg(feature)
 
+    def combine(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The aggregated layers -> one embedding: upsample to the first grid, concatenate."""
+        return concat_layers(parts)
+
     # -- feature pipeline ------------------------------------------------------------------
     def _reset_caches(self) -> None:
         super()._reset_caches()
@@ -96,7 +101,7 @@ class PatchCore(FeatureDetector):
         with self._timed(timings, "backbone"):
             feats = self.features(images)
         with self._timed(timings, "aggregate"):
-            out = concat_layers([self.aggregate(i, f) for i, f in enumerate(feats)])
+            out = self.combine([self.aggregate(i, f) for i, f in enumerate(feats)])
         return out
 
     # -- the contract ----------------------------------------------------------------------

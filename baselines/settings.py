@@ -39,14 +39,25 @@ class Setting:
 
 
 def settings_of(klass: type) -> dict[str, Setting]:
-    """The keyword settings of ``klass.__init__`` in signature order (``**kwargs`` excluded)."""
-    sig = inspect.signature(klass.__init__)
-    hints = typing.get_type_hints(klass.__init__)
-    out = {}
-    for name, p in sig.parameters.items():
-        if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+    """The keyword settings of ``klass.__init__`` in signature order. An ``__init__`` that
+    passes ``**kwargs`` on to its parent's (a subclass adding settings) also has the parent's."""
+    out: dict[str, Setting] = {}
+    for cls in klass.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
             continue
-        out[name] = Setting(name, None if p.default is p.empty else p.default, hints.get(name, Any))
+        sig = inspect.signature(init)
+        hints = typing.get_type_hints(init)
+        passes_on = False
+        for name, p in sig.parameters.items():
+            if p.kind == p.VAR_KEYWORD:
+                passes_on = True
+            if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or name in out:
+                continue
+            out[name] = Setting(name, None if p.default is p.empty else p.default,
+                                hints.get(name, Any))
+        if not passes_on:
+            break
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from leaderboard import choices, data, environment, plan, registry
+from leaderboard.errors import UsageError
 from leaderboard.progress import Reporter
 from leaderboard.report import write_outputs
 from leaderboard.runner import RunOptions, run
@@ -36,10 +37,12 @@ class BenchResult:
 def bench_run(
     *,
     methods: str = "all",
+    suite: str | None = None,
     dataset: str = "auto",
     backbone: str = "auto",
     weights: str = "imagenet",
     seeds: str = "0",
+    shots: str | None = None,
     device: str = "auto",
     budget: str = "auto",
     out: str | Path | None = None,
@@ -64,13 +67,19 @@ def bench_run(
     """
     t0 = time.perf_counter()
     reg = registry_ if registry_ is not None else registry.METHODS
-    names = registry.select(methods, reg)
+    if suite is not None and methods != "all":
+        raise UsageError(f"--suite {suite} chooses the methods itself: drop --methods {methods}")
+    names = registry.suite(suite, reg) if suite is not None else registry.select(methods, reg)
     seed_list = choices.parse_seeds(seeds)
+    shot_list = choices.parse_shots(shots)
     dev = environment.resolve_device(device)
     chosen_budget = plan.resolve_budget(budget, dev)
     plans = plan.plan_methods(names, reg, params, chosen_budget)
     resolved = data.resolve(dataset, echo)
     bench_data = data.load(resolved)
+    n_train = len(bench_data.train_rows)
+    if any(k is not None and k > n_train for k in shot_list):
+        raise UsageError(f"--shots {shots}: the training split has {n_train} images")
     plans = choices.resolve_backbones(backbone, weights, plans, echo, probe=probe)
     for line in plan.budget_lines(plans, chosen_budget, dev, len(bench_data.train_rows),
                                   lambda: environment.gemm_gflops(dev)):
@@ -80,7 +89,7 @@ def bench_run(
     out_dir = (Path(out) if out is not None
                else choices.default_out(resolved.name, choices.run_tag(plans)))
     opts = RunOptions(plans=plans, seeds=seed_list, device=dev, out=out_dir, budget=chosen_budget,
-                      force=force, save_models=save_models, **options)
+                      force=force, save_models=save_models, shots=shot_list, **options)
     ui = reporter()
     try:
         records = run(bench_data, opts, ui)

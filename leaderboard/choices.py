@@ -149,3 +149,27 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or min(seeds) < 0:
         raise BenchError(f"--seeds {text!r}: give at least one non-negative seed")
     return list(dict.fromkeys(seeds))
+
+
+def parse_shots(text: str | None) -> list[int | None]:
+    """``--shots``: ``all`` (default, the full training set), ``4`` or ``1,4,all`` -> a list
+    of K (None = all), in order, no repeats."""
+    from leaderboard.errors import UsageError
+
+    if text is None:
+        return [None]
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "all":
+            out.append(None)
+            continue
+        try:
+            k = int(part)
+        except ValueError:
+            raise UsageError(f"--shots {text!r}: write e.g. 4 or 1,2,4,8 or all") from None
+        if k < 1:
+            raise UsageError(f"--shots {text!r}: K must be at least 1")
+        out.append(k)
+    if not out:
+        raise UsageError(f"--shots {text!r}: give at least one K (or all)")
+    return list(dict.fromkeys(out))

@@ -31,6 +31,10 @@ def cli() -> None:
 @cli.command("run")
 @click.option("--methods", default="all", show_default=True,
               help="`all` (every implemented method) or a comma-separated list (see `bench list`).")
+@click.option("--suite", default=None,
+              help="Run a suite instead of --methods: `ablations` = SA-PatchCore's default and "
+                   "the paper's Table 7 (layers into the attention) and Table 8 (pooling) "
+                   "variants, for both attention variants.")
 @click.option("--dataset", default="auto", show_default=True,
               help="auto | cadsd | synthetic | PATH (folder or `cadsd build` output) | hf:ORG/NAME. "
                    "auto = the real CAD-SD when cached, else the synthetic one.")
@@ -43,6 +47,9 @@ def cli() -> None:
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet, or a state-dict file for the backbone.")
 @click.option("--seeds", default="0", show_default=True, help="e.g. 0 or 0,1,2 or 0-4.")
+@click.option("--shots", default=None,
+              help="Few-shot protocol: fit each cell on K training images (a seeded subset per "
+                   "seed, stored in the record), e.g. 4 or 1,2,4,8 or 1,4,all. Default: all.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--budget", default="auto", show_default=True,
               help="Training budget of the trained methods (CS-Flow, PatchSVDD): paper (the "
@@ -138,7 +145,9 @@ def list_cmd(show_all: bool) -> None:
         if entry.implemented:
             try:
                 klass = load_class(name)
-                if not entry.variant_of:
+                if entry.variant_of:
+                    desc += f" (variant of {entry.variant_of}: {dict(entry.preset)})"
+                else:
                     desc, paper = klass.description or desc, klass.paper or paper
                 budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
                 status = "ready" + budgets

@@ -24,10 +24,12 @@ MAPS_DIR = "maps"
 MODELS_DIR = "models"
 
 
-def cell_id(dataset: str, method: str, seed: int) -> str:
-    """File-name-safe id of a cell, e.g. ``synthetic__patchcore__seed0``."""
+def cell_id(dataset: str, method: str, seed: int, shots: int | None = None) -> str:
+    """File-name-safe id of a cell, e.g. ``synthetic__patchcore__seed0`` (few-shot cells:
+    ``synthetic__patchcore__4shot__seed0``)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset)
-    return f"{safe}__{method}__seed{seed}"
+    k = "" if shots is None else f"__{shots}shot"
+    return f"{safe}__{method}{k}__seed{seed}"
 
 
 def record_path(run_dir: Path, cid: str) -> Path:
@@ -89,5 +91,5 @@ def load_records(run_dir: Path) -> list[dict[str, Any]]:
             f"{run_dir} has no {RECORDS_DIR}/ folder: it is not a `bench run` output folder"
         )
     records = [read_record(p) for p in sorted(folder.glob("*.json"))]
-    return sorted(records, key=lambda r: (r["dataset"]["name"], r["cell"]["order"],
-                                          r["method"]["name"], r["seed"]))
+    return sorted(records, key=lambda r: (r["dataset"]["name"], r["cell"].get("shots") or 0,
+                                          r["cell"]["order"], r["method"]["name"], r["seed"]))

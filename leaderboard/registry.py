@@ -34,10 +34,30 @@ class MethodEntry:
     hidden: bool = False
     preset: Mapping[str, Any] = field(default_factory=dict)
     variant_of: str | None = None
+    suite: str | None = None  # the suite it belongs to (``bench run --suite NAME``)
 
     @property
     def implemented(self) -> bool:
         return self.target is not None
+
+
+SA_PAPER = "Ishida et al., IEEE Access 2023"
+
+
+def _ablations(base: str, target: str, attention: str) -> tuple[MethodEntry, ...]:
+    """The paper's sec. V-B ablations of one attention variant, as registered variants."""
+    return (
+        MethodEntry(f"{base}-avgpool", target,
+                    f"{attention} with 3x3 average pooling before the attention (Table 8)",
+                    SA_PAPER, preset={"sa_pooling": "avg"}, variant_of=base, suite="ablations"),
+        MethodEntry(f"{base}-nopool", target,
+                    f"{attention} with no pooling before the attention (Table 8)",
+                    SA_PAPER, preset={"sa_pooling": "none"}, variant_of=base, suite="ablations"),
+        MethodEntry(f"{base}-layer2and3", target,
+                    f"{attention} over PatchCore's layer2+layer3 embedding, both average-pooled "
+                    "(Table 7)", SA_PAPER, preset={"sa_layers": "layer2+layer3", "sa_pooling": "avg"},
+                    variant_of=base, suite="ablations"),
+    )
 
 
 METHODS: dict[str, MethodEntry] = {
@@ -79,6 +99,10 @@ METHODS: dict[str, MethodEntry] = {
             "SA-PatchCore (paper eq. 4): layer3 max-pooled + attention over positions",
             "Ishida et al., IEEE Access 2023",
         ),
+        *_ablations("sa_patchcore", "sa_patchcore.model:SAPatchCore",
+                    "SA-PatchCore (per-channel attention)"),
+        *_ablations("sa_patchcore_eq4", "sa_patchcore.model:SAPatchCoreEq4",
+                    "SA-PatchCore (eq. 4 attention)"),
         MethodEntry(
             "patchsvdd",
             "baselines.patchsvdd:PatchSVDD",
@@ -100,8 +124,28 @@ def _registry(registry: Mapping[str, MethodEntry] | None) -> Mapping[str, Method
 
 
 def runnable(registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
-    """The names ``all`` stands for: implemented, not hidden, in registry order."""
-    return [n for n, e in _registry(registry).items() if e.implemented and not e.hidden]
+    """The names ``all`` stands for: implemented, not hidden, not a variant, in registry order."""
+    return [n for n, e in _registry(registry).items()
+            if e.implemented and not e.hidden and e.variant_of is None]
+
+
+#: suite name -> what it is, for ``bench run --suite`` and ``bench list``
+SUITES = {"ablations": "SA-PatchCore's default and the paper's Table 7 and Table 8 variants, "
+                       "for both attention variants"}
+
+
+def suite(name: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
+    """The methods of suite ``name``: each variant's base method first, then its variants."""
+    reg = _registry(registry)
+    if name not in SUITES:
+        raise BenchError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
+    out: list[str] = []
+    for n, e in reg.items():
+        if e.suite == name and e.implemented:
+            if e.variant_of and e.variant_of not in out:
+                out.append(e.variant_of)
+            out.append(n)
+    return sorted(out, key=lambda n: (reg[n].variant_of or n, reg[n].variant_of is not None))
 
 
 def select(spec: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:

@@ -14,7 +14,8 @@ from typing import Any
 from cadsd.layout import GROUP_NAMES
 from leaderboard.tables import anomaly_types, get
 
-CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "budget", "seed", "status",
+CSV_COLUMNS = ["dataset", "dataset_kind", "fingerprint", "method", "budget", "shots", "seed",
+               "status",
                "backbone",
                "weights", "weights_sha256", "device", "threads", "auroc_all", "auroc_all_ci_low",
                "auroc_all_ci_high"]
@@ -37,7 +38,7 @@ def csv_rows(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
         row: dict[str, Any] = {
             "dataset": r["dataset"]["name"], "dataset_kind": r["dataset"]["kind"],
             "fingerprint": r["dataset"]["fingerprint"], "method": r["method"]["name"],
-            "budget": r["method"].get("budget"),
+            "budget": r["method"].get("budget"), "shots": get(r, "cell", "shots"),
             "seed": r["seed"], "status": r["status"], "backbone": get(r, "backbone", "name"),
             "weights": get(r, "backbone", "weights"),
             "weights_sha256": get(r, "backbone", "weights_sha256"),

@@ -16,7 +16,7 @@ import math
 import random
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class RunOptions:
     budget: str = "quick"
     force: bool = False
     save_models: bool = False
+    shots: list[int | None] = field(default_factory=lambda: [None])  # None: all train images
     throughput_batch: int = 32
     warmup: int = WARMUP
     resamples: int = 1000
@@ -89,8 +90,18 @@ def _settings_key(block: dict[str, Any]) -> tuple:
             block.get("preset") or {})
 
 
-def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, str, bool]]:
-    """Cells to run as ``(plan, seed, cell id, done)``; refuses a folder of other results.
+def few_shot_subset(n: int, k: int | None, seed: int) -> np.ndarray:
+    """The training images of a ``k``-shot cell: a seeded choice of ``k`` of the ``n`` (sorted
+    file order), kept in file order; all of them when ``k`` is None."""
+    if k is None:
+        return np.arange(n)
+    if not 1 <= k <= n:
+        raise BenchError(f"--shots {k}: the training split has {n} images")
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, int | None, str, bool]]:
+    """Cells to run as ``(plan, seed, shots, cell id, done)``; refuses a folder of other results.
 
     A run folder holds one dataset and one backbone per method, so its tables never mix them:
     a finished record of other data, or of one of this run's methods on another backbone, is an
@@ -101,9 +112,10 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, str, 
     """
     cells = []
     for p in opts.plans:
-        for seed in opts.seeds:
-            cells.append((p, seed, cell_id(data.name, p.name, seed), False))
-    mine = {cid: p for p, _, cid, _ in cells}
+        for k in opts.shots:
+            for seed in opts.seeds:
+                cells.append((p, seed, k, cell_id(data.name, p.name, seed, k), False))
+    mine = {cid: p for p, _, _, cid, _ in cells}
     backbones = {p.name: (p.backbone, p.weights) for p in opts.plans}
     done = set()
     folder = Path(opts.out) / RECORDS_DIR
@@ -131,7 +143,7 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, str, 
                     "these, or a new --out"
                 )
             done.add(cid)
-    return [(p, s, cid, cid in done) for p, s, cid, _ in cells]
+    return [(p, s, k, cid, cid in done) for p, s, k, cid, _ in cells]
 
 
 def _largest(summary: dict[str, list[int]]) -> dict[str, Any] | None:
@@ -163,15 +175,20 @@ def _save_maps(opts: RunOptions, cid: str, view: View, out: dict[str, Any]) -> s
 
 
 def run_cell(
-    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter
+    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter,
+    shots: int | None = None,
 ) -> dict[str, Any]:
-    """Fit, measure and score one cell; returns its record (status ``failed`` on any error)."""
+    """Fit, measure and score one cell; returns its record (status ``failed`` on any error).
+    ``shots``: fit on that many training images (a seeded subset), not all of them."""
     method = mplan.name
-    cid = cell_id(data.name, method, seed)
+    cid = cell_id(data.name, method, seed, shots)
     view = data.view(mplan.input)
+    subset = few_shot_subset(len(view.train), shots, seed)
     record: dict[str, Any] = {
         "cell": {"id": cid, "dataset": data.name, "method": method, "seed": seed,
-                 "order": order},
+                 "order": order, "shots": shots},
+        "shots": (None if shots is None else
+                  {"k": shots, "train_files": [view.train.file_names[i] for i in subset]}),
         "status": "failed",
         "error": None,
         "method": describe_plan(mplan),
@@ -195,7 +212,8 @@ def run_cell(
             model = mplan.build(opts.device, seed)
             record["method"]["params"] = model.get_params()
             stage = "fit"
-            train = TrainingSet(view.train.images, batch_size=model.fit_batch_size, seed=seed,
+            images = view.train.images if shots is None else view.train.images[subset]
+            train = TrainingSet(images, batch_size=model.fit_batch_size, seed=seed,
                                 device=opts.device)
             environment.synchronize(opts.device)
             start = time.perf_counter()
@@ -258,13 +276,13 @@ def run(data: BenchData, opts: RunOptions, ui: Reporter) -> list[dict[str, Any]]
     ui.run_start(len(cells))
     records = []
     order = {m: i for i, m in enumerate(opts.methods)}
-    for mplan, seed, cid, done in cells:
+    for mplan, seed, shots, cid, done in cells:
         if done:
             records.append(read_record(record_path(opts.out, cid)))
             ui.cell_done(cid, "skipped (finished earlier)")
             continue
         ui.cell_start(cid)
-        record = run_cell(data, mplan, seed, order[mplan.name], opts, ui)
+        record = run_cell(data, mplan, seed, order[mplan.name], opts, ui, shots)
         records.append(record)
         ui.cell_done(cid, record["status"] if record["status"] == "ok" else record["error"])
     return records

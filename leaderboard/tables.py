@@ -32,12 +32,18 @@ def get(record: dict[str, Any], *path: str) -> Any:
     return node
 
 
+def group_key(record: dict[str, Any]) -> str:
+    """A leaderboard row: the method, and for a few-shot cell its K (``patchcore @ 4-shot``)."""
+    k = get(record, "cell", "shots")
+    return record["method"]["name"] + ("" if k is None else f" @ {k}-shot")
+
+
 def by_method(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Successful records grouped by method, in record order (one list per method)."""
+    """Successful records grouped by method (and K for few-shot cells), in record order."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if r["status"] == "ok":
-            out.setdefault(r["method"]["name"], []).append(r)
+            out.setdefault(group_key(r), []).append(r)
     return out
 
 
@@ -254,10 +260,12 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
         bank = get(rs[0], "model", "memory_bank")
         big = get(rs[0], "model", "largest_buffer")
         params = get(rs[0], "model", "trained_parameters") or 0
-        state = (f"bank {' x '.join(map(str, bank))}" if bank else
-                 f"`{big['name']}` {' x '.join(map(str, big['shape']))}" if big else "-")
+        big = big if big and np.prod(big["shape"]) >= 1000 else None  # not input_size_ & co
+        parts = ([f"bank {' x '.join(map(str, bank))}"] if bank else
+                 [f"`{big['name']}` {' x '.join(map(str, big['shape']))}"] if big else [])
         if params:
-            state += f"; {params / 1e6:.2f} M trained parameters"
+            parts.append(f"{params / 1e6:.2f} M trained parameters")
+        state = "; ".join(parts) or "-"
         lat = [_mean(rs, "timing", "latency_ms", k) for k in ("mean", "median", "p95")]
         peak, before = _mean(rs, "memory", "peak_rss_mb"), _mean(rs, "memory", "rss_before_mb")
         row = (f"| {row_label(method, rs)} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
@@ -273,6 +281,96 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
         lines += [(f"† timed while other processes used more than {LOADED_CORES} cores: "
                    "not a clean timing; rerun on an idle machine with `--force`."), ""]
     return lines
+
+
+ATTENTIONS = {"sa_patchcore.model:SAPatchCore": "per-channel attention (official code)",
+              "sa_patchcore.model:SAPatchCoreEq4": "eq. 4 attention"}
+
+
+def _sa_variants(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[tuple, str]]:
+    """attention -> (sa_layers, sa_pooling) -> method name, for the SA-PatchCore records."""
+    out: dict[str, dict[tuple, str]] = {}
+    for method, rs in groups.items():
+        attention = ATTENTIONS.get(get(rs[0], "method", "class") or "")
+        params = get(rs[0], "method", "params") or {}
+        if attention and "sa_layers" in params:
+            out.setdefault(attention, {})[(params["sa_layers"], params["sa_pooling"])] = method
+    return out
+
+
+def ablation_tables(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
+    """The paper's Table 7 (layers into the attention) and Table 8 (pooling before it), from
+    whichever SA-PatchCore variants the run has (``bench run --suite ablations``)."""
+    variants = _sa_variants(groups)
+    if not any(len(v) > 1 for v in variants.values()):
+        return []
+    attentions = list(variants)
+    head = "| " + " | ".join(attentions) + " |" + (" paper |" if real else "")
+    rule = "|---|" + "---|" * (len(attentions) + real)
+    lines: list[str] = []
+    for title, rows, pub in (
+        ("Table 7: which layers go into the self-attention (image AUROC %, all test images)",
+         [("layer3: max-pooled layer3 only (SA-PatchCore)", ("layer3", "max"), "layer3"),
+          ("layer2+layer3: PatchCore's embedding, both average-pooled", ("layer2+layer3", "avg"),
+           "layer2+layer3")], paper.TABLE7),
+        ("Table 8: the pooling before the self-attention (image AUROC %, all test images)",
+         [(f"{p} pooling" if p != "none" else "no pooling", ("layer3", p), p)
+          for p in ("max", "avg", "none")], paper.TABLE8),
+    ):
+        lines += [f"## {title}", "", "| Structure " + head, rule]
+        for label, key, paper_key in rows:
+            cells = []
+            for attention in attentions:
+                method = variants[attention].get(key)
+                cells.append(f"{auroc_cell(groups[method], 'all')} (`{method}`)" if method
+                             else "not run")
+            extra = f" {pub[paper_key]:.1f} |" if real else ""
+            lines.append(f"| {label} | " + " | ".join(cells) + f" |{extra}")
+        lines.append("")
+    return lines
+
+
+def few_shot_tables(records: Sequence[dict[str, Any]], real: bool) -> list[str]:
+    """One table per K of a few-shot run: image AUROC all and per type, mean ± std over the
+    seeds (each seed its own subset of K training images) and the mean of their 95% CIs."""
+    ok = [r for r in records if r["status"] == "ok" and get(r, "cell", "shots") is not None]
+    if not ok:
+        return []
+    types = anomaly_types(ok)
+    lines = []
+    for k in sorted({r["cell"]["shots"] for r in ok}):
+        rs = [r for r in ok if r["cell"]["shots"] == k]
+        seeds = sorted({r["seed"] for r in rs})
+        lines += [(f"## Few-shot: K = {k} training images (seeds {', '.join(map(str, seeds))}: "
+                   "one seeded subset each)"), "",
+                  "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
+                  "|---|---|" + "---|" * len(types)]
+        for method, group in by_method(rs).items():
+            cells = [_seed_cell(group, "all"), *(_seed_cell(group, "category", c) for c in types)]
+            lines.append(f"| {row_label(method.split(' @ ')[0], group)} | " + " | ".join(cells) + " |")
+        if real and k in paper.FEW_SHOT:
+            for name, value, source in paper.FEW_SHOT[k]:
+                lines.append(f"| {name} (published) | {value:.1f} · {source} |" + " |" * len(types))
+        lines.append("")
+    bank = [f"{group_key(r)}: bank {' x '.join(map(str, r['model']['memory_bank']))}"
+            for r in ok if get(r, "model", "memory_bank") and r["seed"] == min(x["seed"] for x in ok)]
+    lines += ["- Few-shot cells keep every method's settings: the memory-bank methods keep the "
+              "paper's 1% coreset of the K images' patches (" + "; ".join(bank[:6]) + "), the "
+              "trained methods their budget's epochs (CS-Flow) or steps (Patch SVDD). "
+              "Cells: mean ± std over seeds, then the mean of the seeds' bootstrap 95% CIs.", ""]
+    return lines
+
+
+def _seed_cell(records: list[dict[str, Any]], *path: str) -> str:
+    entries = [get(r, "metrics", "image_auroc", *path) for r in records]
+    entries = [e for e in entries if e is not None]
+    if not entries:
+        return "n/a"
+    agg = aggregate([e["auroc"] for e in entries])
+    lo = float(np.mean([e["ci"][0] for e in entries]))
+    hi = float(np.mean([e["ci"][1] for e in entries]))
+    spread = f" ± {_pct(agg['std'])}" if len(entries) > 1 else ""
+    return f"{_pct(agg['mean'])}{spread} [{_pct(lo)}, {_pct(hi)}]"
 
 
 def training_table(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -345,6 +443,7 @@ def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()
     lines = header(ok)
     if groups:
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
+        lines += few_shot_tables(records, real) + ablation_tables(groups, real)
         lines += table4(groups, real) + training_table(groups)
     lines += failures(records) + notes(records, real, plots)
     return "\n".join(lines)

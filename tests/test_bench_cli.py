@@ -275,3 +275,50 @@ def test_unknown_budget_and_budget_a_method_lacks(capsys: pytest.CaptureFixture,
     code, text = _bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
                         "--budget", "fast", "--out", str(tmp_path / "run"))
     assert code == 2 and "choose one of auto, paper, quick, smoke" in text
+
+
+def test_ablation_suite_writes_tables_7_and_8(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                             root: Path) -> None:
+    out = tmp_path / "suite"
+    code, text = _bench(capsys, "run", "--suite", "ablations", "--dataset", str(root),
+                        "--backbone", "mobilenet_v2", "--out", str(out))
+    assert code == 0, text
+    md = (out / "leaderboard.md").read_text()
+    assert "## Table 7: which layers go into the self-attention" in md
+    assert "## Table 8: the pooling before the self-attention" in md
+    for name in ("sa_patchcore-avgpool", "sa_patchcore_eq4-nopool", "sa_patchcore-layer2and3"):
+        assert f"`{name}`" in md
+    plain = tmp_path / "plain"
+    assert _bench(capsys, "run", "--methods", "sa_patchcore", "--dataset", str(root),
+                  "--backbone", "mobilenet_v2", "--out", str(plain))[0] == 0
+    a = json.loads((out / "records/cadsd__sa_patchcore__seed0.json").read_text())
+    b = json.loads((plain / "records/cadsd__sa_patchcore__seed0.json").read_text())
+    assert a["scores"] == b["scores"]  # the suite's default row is a plain sa_patchcore run
+    code, text = _bench(capsys, "run", "--suite", "ablations", "--methods", "patchcore",
+                        "--dataset", str(root), "--out", str(tmp_path / "x"))
+    assert code == 2 and "drop --methods" in text
+
+
+def test_few_shot_cells_tables_and_rerun(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                         root: Path) -> None:
+    out = tmp_path / "shots"
+    args = ["run", "--methods", "dummy,patchcore", "--shots", "1,4", "--seeds", "0-2",
+            "--dataset", str(root), "--backbone", "mobilenet_v2", "--out", str(out)]
+    code, text = _bench(capsys, *args)
+    assert code == 0, text
+    md = (out / "leaderboard.md").read_text()
+    assert "## Few-shot: K = 1 training images (seeds 0, 1, 2" in md and "## Few-shot: K = 4" in md
+    assert "| patchcore | " in md and " ± " in md
+    recs = {p.name: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+    assert len(recs) == 2 * 2 * 3 and "cadsd__patchcore__4shot__seed1.json" in recs
+    one = [recs[f"cadsd__dummy__1shot__seed{s}.json"]["shots"]["train_files"] for s in range(3)]
+    assert all(len(f) == 1 for f in one) and len({f[0] for f in one}) > 1  # seeded subsets
+    four = recs["cadsd__patchcore__4shot__seed0.json"]["shots"]["train_files"]
+    assert four == sorted(four) and len(set(four)) == 4 and all(f.startswith("train/") for f in four)
+    assert four == recs["cadsd__dummy__4shot__seed0.json"]["shots"]["train_files"]  # same per seed
+    code, text = _bench(capsys, *args)
+    assert code == 0 and text.count("skipped") == 12
+    assert (out / "leaderboard.md").read_text().split("| Date |")[0] == md.split("| Date |")[0]
+    code, text = _bench(capsys, "run", "--methods", "dummy", "--shots", "99", "--dataset",
+                        str(root), "--out", str(tmp_path / "y"))
+    assert code == 2 and "has 6 images" in text and not (tmp_path / "y").exists()

@@ -48,7 +48,7 @@ def test_empty_registry_all_is_an_error() -> None:
 def test_every_entry_imports_a_detector_with_its_own_name(name: str) -> None:
     klass = load_class(name)
     assert issubclass(klass, Detector)
-    assert klass.name == name  # Detector.load and records rely on it
+    assert klass.name == (METHODS[name].variant_of or name)  # Detector.load relies on it
     assert klass.description.strip()
     assert METHODS[name].target.count(":") == 1
 
@@ -59,3 +59,16 @@ def test_loading_is_lazy_and_checked() -> None:
         load_class("bad", reg)
     with pytest.raises(BenchError, match="not registered"):
         load_class("nosuch")
+
+
+def test_ablation_suite_is_every_variant_after_its_base() -> None:
+    from leaderboard.registry import suite
+
+    names = suite("ablations")
+    assert names[:4] == ["sa_patchcore", "sa_patchcore-avgpool", "sa_patchcore-nopool",
+                         "sa_patchcore-layer2and3"]
+    assert names[4] == "sa_patchcore_eq4" and len(names) == 8
+    assert not set(names[1:4]) & set(runnable())  # variants are not part of `all`
+    assert METHODS["sa_patchcore-nopool"].preset == {"sa_pooling": "none"}
+    with pytest.raises(BenchError, match="unknown suite"):
+        suite("nosuch")

@@ -73,9 +73,16 @@ def test_eq4_token_attention_is_its_formula() -> None:
     assert torch.allclose(token_attention(x), expected, atol=1e-5, rtol=1e-5)
 
 
+def _hooks(cls: type, pooling: str = "max", layers: str = "layer3") -> PatchCore:
+    """A detector whose aggregation hooks can run without a backbone (they are pure)."""
+    model = cls.__new__(cls)
+    model.sa_pooling, model.sa_layers = pooling, layers
+    return model
+
+
 def test_hooks_change_only_the_layer3_branch() -> None:
     layer2, layer3 = _features((1, 8, 28, 28), seed=2), _features((1, 16, 14, 14), seed=3)
-    models = [cls.__new__(cls) for cls in (PatchCore, SAPatchCore, SAPatchCoreEq4)]
+    models = [_hooks(cls) for cls in (PatchCore, SAPatchCore, SAPatchCoreEq4)]
     for model in models:  # the hook is pure: no backbone needed to test it
         assert torch.equal(model.aggregate(0, layer2), local_avg(layer2))
     assert torch.equal(models[0].aggregate(1, layer3), local_avg(layer3))
@@ -94,3 +101,37 @@ def test_sa_patchcore_fits_and_round_trips(tmp_path: Path) -> None:
     loaded = SAPatchCore.load(model.save(tmp_path / "sa.safetensors"))
     assert type(loaded) is SAPatchCore
     assert torch.equal(loaded.predict(images[3:]).scores, pred.scores)
+
+
+@pytest.mark.parametrize("pooling,pool", [("avg", local_avg), ("none", lambda x: x),
+                                          ("max", local_max)])
+def test_table8_pooling_variants_are_their_formulas(pooling: str, pool: object) -> None:
+    layer3 = _features((2, 16, 14, 14), seed=6)
+    channel = _hooks(SAPatchCore, pooling).aggregate(1, layer3)
+    assert torch.allclose(channel, _official_loop(pool(layer3)), atol=1e-5, rtol=1e-5)
+    tokens = _hooks(SAPatchCoreEq4, pooling).aggregate(1, layer3)
+    assert torch.allclose(tokens, token_attention(pool(layer3)), atol=1e-5, rtol=1e-5)
+    if pooling != "max":  # the variants really differ from the paper's structure
+        assert not torch.allclose(channel, _hooks(SAPatchCore).aggregate(1, layer3), atol=1e-3)
+
+
+def test_table7_layer2_and_layer3_attended_after_the_concatenation() -> None:
+    layer2, layer3 = _features((2, 8, 28, 28), seed=7), _features((2, 16, 14, 14), seed=8)
+    concat = torch.cat([local_avg(layer2),
+                        torch.nn.functional.interpolate(local_avg(layer3), size=(28, 28))], dim=1)
+    for cls, attention in ((SAPatchCore, _official_loop), (SAPatchCoreEq4, token_attention)):
+        model = _hooks(cls, "avg", "layer2+layer3")
+        got = model.combine([model.aggregate(i, f) for i, f in enumerate((layer2, layer3))])
+        assert got.shape == (2, 24, 28, 28)
+        assert torch.allclose(got, attention(concat), atol=1e-5, rtol=1e-5)
+        paper = _hooks(cls)
+        default = paper.combine([paper.aggregate(i, f) for i, f in enumerate((layer2, layer3))])
+        assert not torch.allclose(got, default, atol=1e-3)
+
+
+def test_sa_settings_are_checked_and_listed() -> None:
+    assert {"sa_pooling", "sa_layers", "coreset_ratio"} <= set(SAPatchCore.settings())
+    with pytest.raises(Exception, match="sa_pooling must be one of"):
+        SAPatchCore(backbone="mobilenet_v2", sa_pooling="min")
+    model = SAPatchCoreEq4(backbone="mobilenet_v2", sa_pooling="none")
+    assert model.get_params()["sa_pooling"] == "none" and model.get_params()["coreset_ratio"] == 0.01
