@@ -1,5 +1,6 @@
 # Two commands on a fresh clone: `make bench` and `make test`. Each sets up .venv first.
 PYTHON ?= python3
+EXTRAS ?= dev
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +11,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 bench: $(STAMP)

@@ -41,6 +41,21 @@ def _dataset_path(path: str | None) -> str:
     return path if path is not None else str(real_dataset_dir())
 
 
+def _download_benchmark(name: str, source: str | None, dest: str | None, force: bool,
+                        policy: object) -> int:
+    from cadsd import zoo
+    from cadsd.zoo.download import download as fetch_benchmark
+
+    bench = zoo.get(name)
+    folder, differences = fetch_benchmark(bench, source, dest, force=force, policy=policy)
+    click.echo(f"{bench.title} is in {folder} (licence: {bench.license})")
+    for line in differences:
+        console.print(f"[yellow]count:[/] {line}", highlight=False)
+    if bench.notes:
+        click.echo(f"note: {bench.notes}")
+    return 1 if differences else 0
+
+
 @cli.command("validate")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--expect", "expect", multiple=True, metavar="KEY=N", help=_EXPECT_HELP)
@@ -151,22 +166,27 @@ def synth_cmd(
 # --- download / verify / card / push ----------------------------------------------------------
 
 _SOURCE_HELP = (
-    "gdrive (the authors' Drive folder, default), hf:ORG/NAME, an http(s) URL of a .zip/.tar, "
+    "gdrive (the authors' Drive folder), hf:ORG/NAME, an http(s) URL of a .zip/.tar, "
     "a local .zip/.tar, or a local folder (copied)"
 )
 
 
 @cli.command("download")
+@click.option("--dataset", default="cadsd", show_default=True,
+              help="cadsd, or another benchmark: mvtec_ad, btad, mvtec_loco (official archive, "
+                   "sha256-checked; their licences are CC BY-NC-SA 4.0)")
 @click.option("--dest", type=click.Path(file_okay=False), help=_PATH_HELP)
-@click.option("--source", default="gdrive", show_default=True, help=_SOURCE_HELP)
+@click.option("--source", default=None, help=_SOURCE_HELP + " [default: gdrive for CAD-SD, "
+              "the official URL for the others]")
 @click.option("--sha256", help="expected sha256 of the archive (URL or .zip/.tar sources)")
 @click.option("--expect", "expect", multiple=True, metavar="KEY=N", help=_EXPECT_HELP)
 @click.option("--force", is_flag=True, help="replace whatever --dest holds")
 @click.option("--retries", default=4, show_default=True, help="retries on rate limits / 5xx")
 @click.option("--timeout", default=5.0, show_default=True, help="connect timeout, seconds")
 def download_cmd(
+    dataset: str,
     dest: str | None,
-    source: str,
+    source: str | None,
     sha256: str | None,
     expect: tuple[str, ...],
     force: bool,
@@ -181,8 +201,11 @@ def download_cmd(
     from cadsd.fetch import Policy
     from cadsd.validate import parse_expect, print_report
 
+    if dataset != "cadsd":
+        return _download_benchmark(dataset, source, dest, force,
+                                   Policy(retries=retries, connect_timeout=timeout))
     result = download(
-        source,
+        source or "gdrive",
         dest,
         sha256=sha256,
         expect=parse_expect(expect),

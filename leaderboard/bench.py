@@ -54,6 +54,8 @@ def bench_run(
     decode_progress: Callable[[str, int], Callable[[], None]] | None = None,
     registry_: Mapping[str, registry.MethodEntry] | None = None,
     probe: Callable[[], bool] = choices.online,
+    executor: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> BenchResult:
     """Run ``methods`` x ``seeds`` on ``dataset``; see ``bench run --help`` for the options.
@@ -73,26 +75,44 @@ def bench_run(
     seed_list = choices.parse_seeds(seeds)
     shot_list = choices.parse_shots(shots)
     dev = environment.resolve_device(device)
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor {executor!r}: choose local or ray")
+    if executor == "ray":
+        from leaderboard.ray_executor import check_available
+
+        check_available()
     chosen_budget = plan.resolve_budget(budget, dev)
     plans = plan.plan_methods(names, reg, params, chosen_budget)
-    resolved = data.resolve(dataset, echo)
-    bench_data = data.load(resolved)
-    n_train = len(bench_data.train_rows)
-    if any(k is not None and k > n_train for k in shot_list):
-        raise UsageError(f"--shots {shots}: the training split has {n_train} images")
+    datasets = data.resolve_all(dataset, echo)
+    first = data.load(datasets[0])
+    sizes = {datasets[0].name: len(first.train_rows)}
     plans = choices.resolve_backbones(backbone, weights, plans, echo, probe=probe)
-    for line in plan.budget_lines(plans, chosen_budget, dev, len(bench_data.train_rows),
+    for line in plan.budget_lines(plans, chosen_budget, dev, sizes[datasets[0].name],
                                   lambda: environment.gemm_gflops(dev)):
         echo(line)
+    too_many = [k for k in shot_list if k is not None and k > sizes[datasets[0].name]]
+    if too_many:
+        raise UsageError(f"--shots {shots}: the training split has {sizes[datasets[0].name]} "
+                         "images")
     for spec in dict.fromkeys(p.input for p in plans):
-        _decode(bench_data, spec, decode_progress)
-    out_dir = (Path(out) if out is not None
-               else choices.default_out(resolved.name, choices.run_tag(plans)))
+        _decode(first, spec, decode_progress)
+    tag = choices.run_tag(plans)
+    name = datasets[0].benchmark or datasets[0].name
+    out_dir = Path(out) if out is not None else choices.default_out(name, tag)
     opts = RunOptions(plans=plans, seeds=seed_list, device=dev, out=out_dir, budget=chosen_budget,
-                      force=force, save_models=save_models, shots=shot_list, **options)
+                      force=force, save_models=save_models, shots=shot_list,
+                      datasets=[d.name for d in datasets], executor=executor,
+                      ray_address=ray_address, **options)
     ui = reporter()
+    records = []
     try:
-        records = run(bench_data, opts, ui)
+        for i, resolved in enumerate(datasets):
+            bench_data = first if i == 0 else data.load(resolved)
+            if i:
+                for spec in dict.fromkeys(p.input for p in plans):
+                    _decode(bench_data, spec, decode_progress)
+            records += run(bench_data, opts, ui)
+            first = bench_data = None  # one category's decoded images at a time
     finally:
         ui.close()
     files = write_outputs(out_dir)

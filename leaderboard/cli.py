@@ -63,6 +63,12 @@ def cli() -> None:
 @click.option("--param", "params", multiple=True, metavar="METHOD.KEY=VALUE",
               help="A method setting (repeatable), e.g. patchcore.coreset_ratio=0.1.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
+@click.option("--executor", default="local", show_default=True,
+              help="local (one cell after the other) or ray (each cell a Ray task: one GPU each "
+                   "on CUDA; needs pip install 'cadsd-bench[ray]').")
+@click.option("--ray-address", default=None,
+              help="An existing Ray cluster (e.g. ray://head:10001 or auto); default: a local "
+                   "Ray instance for this run.")
 def run_cmd(threads: int | None, **kwargs: object) -> int:
     """Fit and score every (method, seed) cell; write records, leaderboard.md, results.csv, plots."""
     import torch

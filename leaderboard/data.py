@@ -72,6 +72,9 @@ class BenchData:
     notes: list[str] = field(default_factory=list)
     generator: dict[str, Any] | None = None  # synthetic sets: the settings they were drawn with
     views: dict[tuple, View] = field(default_factory=dict)
+    benchmark: str | None = None  # a category of MVTec AD, BTAD, LOCO, ...: the benchmark
+    category: str | None = None
+    count_differences: tuple[str, ...] = ()  # against the benchmark's published counts
 
     @property
     def synthetic(self) -> bool:
@@ -129,6 +132,11 @@ class BenchData:
             "counts": self.counts(),
             "has_masks": self.has_masks,
             "generator": self.generator,
+            "benchmark": self.benchmark,
+            "category": self.category,
+            "published_counts": (None if self.benchmark is None
+                                 else not self.count_differences),
+            "count_differences": list(self.count_differences),
             "decode_s": round(decode_s, 4),
             "decode_ms_per_image": round(1000 * decode_s / max(n, 1), 3),
         }
@@ -136,12 +144,77 @@ class BenchData:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What ``--dataset`` pointed at: a name for the run folder, its kind, a loadable source."""
+    """What ``--dataset`` pointed at: a name for the run folder, its kind, a loadable source;
+    for a category of a benchmark (MVTec AD, ...) the benchmark and the category."""
 
     name: str
     kind: str
     source: str
     generator: dict[str, Any] | None = None
+    benchmark: str | None = None
+    category: str | None = None
+    count_differences: tuple[str, ...] = ()
+
+
+def resolve_all(spec: str, echo: Callable[[str], None] = print) -> list[Resolved]:
+    """``--dataset`` as one or more datasets: a benchmark (``mvtec_ad``, ``btad``,
+    ``mvtec_loco``, from the cache; or a folder in one of their layouts) is one dataset per
+    category, ``NAME:cat1,cat2`` selecting some. Every category is indexed (layout, masks)
+    here, before any cell runs. Anything else is :func:`resolve`'s single dataset."""
+    from cadsd import zoo
+    from cadsd.zoo.download import benchmark_dir, not_found_message
+
+    if spec.startswith("hf:") or spec in ("auto", "synthetic", "cadsd"):
+        return [resolve(spec, echo)]
+    head, _, cats = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    if head in zoo.BENCHMARKS:
+        bench = zoo.get(head)
+        root = benchmark_dir(bench)
+        if not root.is_dir():
+            raise LayoutError(not_found_message(bench, root))
+        return _categories(bench, bench.find_root(root), cats, echo)
+    path = Path(head).expanduser()
+    if path.is_dir() and not _cadsd_like(path):
+        found = zoo.detect(path)
+        if found is not None:
+            return _categories(found[0], found[1], cats, echo)
+        found = zoo.detect(path.parent)  # one category's own folder
+        if found is not None and path.name in found[0].found_categories(found[1]) and not cats:
+            return _categories(found[0], found[1], path.name, echo)
+    if cats:
+        raise LayoutError(f"--dataset {spec}: ':CATEGORIES' applies to benchmarks "
+                          f"({', '.join(zoo.BENCHMARKS)}) only")
+    return [resolve(spec, echo)]
+
+
+def _cadsd_like(path: Path) -> bool:
+    """A saved DatasetDict or a folder in CAD-SD's own layout."""
+    from cadsd.hf import _is_saved
+
+    return _is_saved(path) or _real_ok(path)
+
+
+def _categories(bench: Any, root: Path, cats: str, echo: Callable[[str], None]) -> list[Resolved]:
+    from cadsd.zoo import count_report
+
+    names = [c.strip() for c in cats.split(",") if c.strip()] or bench.found_categories(root)
+    if not names:
+        raise LayoutError(f"{root} holds no {bench.title} category")
+    out = []
+    for cat in names:
+        samples = bench.samples(root, cat)  # layout errors surface here, before any cell
+        diffs = tuple(count_report(bench, root, cat, samples))
+        out.append(Resolved(f"{bench.name}-{cat}", bench.name, str(root), None, bench.name, cat,
+                            diffs))
+    known = "" if all(not r.count_differences for r in out) else (
+        " Image counts differ from the published ones (e.g. "
+        f"{next(d for r in out for d in r.count_differences)}): not the official copy, so "
+        "the paper's numbers are not shown.")
+    noun = "category" if len(out) == 1 else "categories"
+    echo(f"Dataset: {bench.title} at {root}: {len(out)} {noun} ({', '.join(names)}), each "
+         f"its own dataset. Licence: {bench.license}.{known}"
+         + (f" Note: {bench.notes}." if bench.notes else ""))
+    return out
 
 
 def _real_ok(root: Path) -> bool:
@@ -283,7 +356,12 @@ def load(resolved: Resolved) -> BenchData:
     """
     import cadsd.hf
 
-    dd = cadsd.hf.load(resolved.source)
+    if resolved.benchmark is not None:
+        from cadsd import zoo
+
+        dd = zoo.build(zoo.get(resolved.benchmark), Path(resolved.source), resolved.category)
+    else:
+        dd = cadsd.hf.load(resolved.source)
     train, test = _rows(dd, "train"), _rows(dd, "test")
     check_usable(train, test, resolved.source)
     fingerprint = cadsd.hf.fingerprint(dd)
@@ -303,4 +381,7 @@ def load(resolved: Resolved) -> BenchData:
         test_rows=test,
         notes=notes,
         generator=resolved.generator,
+        benchmark=resolved.benchmark,
+        category=resolved.category,
+        count_differences=resolved.count_differences,
     )

@@ -88,6 +88,7 @@ def cpu_name() -> str:
 def machine(device: str) -> dict[str, Any]:
     """Static facts about where the cell runs."""
     info: dict[str, Any] = {
+        "host": platform.node(),
         "device": device,
         "device_name": cpu_name(),
         "threads": torch.get_num_threads(),

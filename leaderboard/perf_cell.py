@@ -184,7 +184,8 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
             start = time.perf_counter()
             model.fit(TrainingSet(train, batch_size=model.fit_batch_size))
             out["fit"] = {"wall": time.perf_counter() - start, **model.fit_timings}
-            out["backbone_images_per_train_image"] = seen[0] / len(train)
+            if "extractor" in model.__dict__:
+                out["backbone_images_per_train_image"] = seen[0] / len(train)
         else:
             out.update(_fit_in_turns(model, train))
     out["rss_fit_gb"] = monitor.summary()["peak_rss_mb"] / 1024

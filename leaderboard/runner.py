@@ -14,6 +14,7 @@ import gc
 import io
 import math
 import random
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from baselines.training import TrainingSet
-from leaderboard import environment, metrics
+from leaderboard import environment, metrics, pro
 from leaderboard.data import BenchData, View
 from leaderboard.errors import BenchError
 from leaderboard.plan import MethodPlan, describe_plan
@@ -55,6 +56,10 @@ class RunOptions:
     force: bool = False
     save_models: bool = False
     shots: list[int | None] = field(default_factory=lambda: [None])  # None: all train images
+    #: the datasets this run's folder holds (a benchmark's categories); empty: the one run
+    datasets: list[str] = field(default_factory=list)
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
     throughput_batch: int = 32
     warmup: int = WARMUP
     resamples: int = 1000
@@ -73,10 +78,15 @@ def _now() -> str:
 
 
 def _same_setup(record: dict[str, Any], data: BenchData,
-                backbones: dict[str, tuple[str | None, str | None]]) -> bool:
+                backbones: dict[str, tuple[str | None, str | None]], datasets: list[str]) -> bool:
     """Same data, and the same backbone for the same method: the records of one run folder
-    must agree on these (one dataset; one backbone per method)."""
-    if record["dataset"]["fingerprint"] != data.fingerprint:
+    must agree on these (one dataset, or one benchmark's categories; one backbone per
+    method)."""
+    name = record["dataset"]["name"]
+    if name == data.name:
+        if record["dataset"]["fingerprint"] != data.fingerprint:
+            return False
+    elif name not in datasets:
         return False
     method = record["method"]["name"]
     if method not in backbones:
@@ -126,7 +136,7 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, int |
         cid = record["cell"]["id"]
         if cid in mine and opts.force:
             continue
-        if not _same_setup(record, data, backbones):
+        if not _same_setup(record, data, backbones, opts.datasets):
             hint = " or --force to replace it" if cid in mine else ""
             raise BenchError(
                 f"{opts.out} holds results of other data or another backbone ({path.name}: "
@@ -154,8 +164,26 @@ def _largest(summary: dict[str, list[int]]) -> dict[str, Any] | None:
     return {"name": name, "shape": summary[name]}
 
 
-def _save_maps(opts: RunOptions, cid: str, view: View, out: dict[str, Any]) -> str:
-    """Store the gallery's inputs and maps (float16) for plots; returns the relative path."""
+@dataclass
+class CellResult:
+    """A computed cell: its record and the files to write beside it (relative path -> bytes).
+    Nothing is written while a cell computes, so a cell that dies leaves nothing behind; the
+    record is written last (its presence means the cell is complete)."""
+
+    record: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def write_cell(out: Path, result: CellResult) -> dict[str, Any]:
+    """Write a computed cell's files, then its record, each atomically; returns the record."""
+    for rel, data in result.files.items():
+        atomic_write_bytes(Path(out) / rel, data)
+    write_record(Path(out), result.record)
+    return result.record
+
+
+def _maps_file(cid: str, view: View, out: dict[str, Any]) -> tuple[str, bytes]:
+    """The gallery's inputs and maps (float16) for plots: relative path and npz bytes."""
     idx = out["gallery"]
     test = view.test
     keep_all = test.masks is not None
@@ -169,16 +197,22 @@ def _save_maps(opts: RunOptions, cid: str, view: View, out: dict[str, Any]) -> s
         file_names=np.array([test.file_names[i] for i in idx]),
         categories=np.array([test.categories[i] for i in idx]),
     )
-    rel = f"{MAPS_DIR}/{cid}.npz"
-    atomic_write_bytes(opts.out / rel, buf.getvalue())
-    return rel
+    return f"{MAPS_DIR}/{cid}.npz", buf.getvalue()
 
 
 def run_cell(
     data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter,
     shots: int | None = None,
 ) -> dict[str, Any]:
-    """Fit, measure and score one cell; returns its record (status ``failed`` on any error).
+    """Compute one cell and write it into ``opts.out``; returns its record."""
+    return write_cell(opts.out, compute_cell(data, mplan, seed, order, opts, ui, shots))
+
+
+def compute_cell(
+    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter,
+    shots: int | None = None,
+) -> CellResult:
+    """Fit, measure and score one cell (status ``failed`` on any error), writing nothing.
     ``shots``: fit on that many training images (a seeded subset), not all of them."""
     method = mplan.name
     cid = cell_id(data.name, method, seed, shots)
@@ -201,6 +235,7 @@ def run_cell(
                         "started_at": _now()},
     }
     stage = "build"
+    files: dict[str, bytes] = {}
     gc.collect()  # the previous cell's model must not count towards this cell's peak memory
     if opts.device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -248,6 +283,9 @@ def run_cell(
             "pixel_auroc": (metrics.pixel_auroc(out["maps"], test.masks.numpy(), test.labels,
                                                 test.categories)
                             if test.masks is not None else None),
+            "au_pro": (pro.au_pro(out["maps"], test.masks.numpy())
+                       if test.masks is not None and bool(test.masks.any()) else None),
+            "au_pro_fpr_limit": pro.FPR_LIMIT,
         }
         record["scores"] = [
             {"file_name": f, "category": c, "group": g, "label": int(y), "score": float(s)}
@@ -255,34 +293,49 @@ def run_cell(
                                      test.labels, out["scores"])
         ]
         stage = "save"
-        record["artifacts"] = {"maps": _save_maps(opts, cid, view, out)}
+        rel, maps = _maps_file(cid, view, out)
+        files[rel] = maps
+        record["artifacts"] = {"maps": rel}
         if opts.save_models:
             rel = f"{MODELS_DIR}/{cid}.safetensors"
-            model.save(opts.out / rel)
+            with tempfile.TemporaryDirectory() as tmp:
+                files[rel] = model.save(Path(tmp) / "model.safetensors").read_bytes()
             record["model"]["saved"] = rel
         record["status"] = "ok"
     except Exception as err:  # noqa: BLE001 - a failing method is recorded; the run goes on
         record["error"] = f"{type(err).__name__} during {stage}: {err}"
         record["traceback"] = traceback.format_exc()
+        files = {}
     record["environment"]["finished_at"] = _now()
-    write_record(opts.out, record)
-    return record
+    return CellResult(record, files)
 
 
 def run(data: BenchData, opts: RunOptions, ui: Reporter) -> list[dict[str, Any]]:
-    """Run every cell of ``opts`` on ``data`` (skipping finished ones); returns all records."""
+    """Run every cell of ``opts`` on ``data`` (skipping finished ones); returns all records.
+    ``opts.executor`` ``ray`` runs the cells as Ray tasks (:mod:`leaderboard.ray_executor`)."""
     cells = plan(data, opts)
     opts.out.mkdir(parents=True, exist_ok=True)
     ui.run_start(len(cells))
-    records = []
     order = {m: i for i, m in enumerate(opts.methods)}
-    for mplan, seed, shots, cid, done in cells:
+    todo = [(p, seed, order[p.name], shots, cid) for p, seed, shots, cid, done in cells if not done]
+    records: dict[str, dict[str, Any]] = {}
+    for _, _, _, cid, done in cells:
         if done:
-            records.append(read_record(record_path(opts.out, cid)))
+            records[cid] = read_record(record_path(opts.out, cid))
             ui.cell_done(cid, "skipped (finished earlier)")
-            continue
-        ui.cell_start(cid)
-        record = run_cell(data, mplan, seed, order[mplan.name], opts, ui, shots)
-        records.append(record)
-        ui.cell_done(cid, record["status"] if record["status"] == "ok" else record["error"])
-    return records
+    if opts.executor == "ray":
+        from leaderboard.ray_executor import run_cells
+
+        for record in run_cells(data, todo, opts, ui):
+            records[record["cell"]["id"]] = record
+    else:
+        for mplan, seed, order_, shots, cid in todo:
+            ui.cell_start(cid)
+            record = run_cell(data, mplan, seed, order_, opts, ui, shots)
+            records[cid] = record
+            ui.cell_done(cid, status_line(record))
+    return [records[cid] for *_, cid, _ in cells if cid in records]
+
+
+def status_line(record: dict[str, Any]) -> str:
+    return record["status"] if record["status"] == "ok" else str(record["error"])

@@ -280,7 +280,23 @@ def table4(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
     if flagged:
         lines += [(f"† timed while other processes used more than {LOADED_CORES} cores: "
                    "not a clean timing; rerun on an idle machine with `--force`."), ""]
+    lines += mixed_hardware([r for rs in groups.values() for r in rs])
     return lines
+
+
+def mixed_hardware(records: Sequence[dict[str, Any]]) -> list[str]:
+    """A warning when the timings of one table come from more than one machine or device."""
+    machines: dict[str, list[str]] = {}
+    for r in records:
+        env = r.get("environment") or {}
+        key = (f"{env.get('host', '?')} ({env.get('device')}, {env.get('device_name')}, "
+               f"{env.get('threads')} threads)")
+        machines.setdefault(key, []).append(group_key(r))
+    if len(machines) < 2:
+        return []
+    where = "; ".join(f"{m}: {', '.join(dict.fromkeys(ms))}" for m, ms in machines.items())
+    return [(f"⚠ These timings come from {len(machines)} machines ({where}): compare rows "
+             "timed on the same one only."), ""]
 
 
 ATTENTIONS = {"sa_patchcore.model:SAPatchCore": "per-channel attention (official code)",
@@ -437,6 +453,10 @@ def render_markdown(records: Sequence[dict[str, Any]], plots: Sequence[str] = ()
     """The whole ``leaderboard.md``."""
     if not records:
         return "# CAD-SD leaderboard\n\nNo results yet.\n"
+    from leaderboard.benchmark_tables import is_benchmark, render_benchmark
+
+    if is_benchmark(records):
+        return render_benchmark(records, plots)
     ok = [r for r in records if r["status"] == "ok"] or list(records)
     real = _is_real(records)
     groups = by_method(records)

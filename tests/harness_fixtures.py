@@ -81,3 +81,22 @@ def options(out: Path, methods: list[str], registry: Mapping[str, MethodEntry] |
                             "warmup": 1, "budget": budget}
     base.update(kw)
     return RunOptions(plans=plans(methods, registry, params, budget, backbone), **base)
+
+
+class DiesOnce(PixelStats):
+    """Kills its own process during fit while ``marker`` exists (removing it first): a worker
+    lost mid-cell, as a crashed node or an OOM kill would lose it."""
+
+    name = "dying"
+
+    def __init__(self, *, marker: str = "", **kw: Any) -> None:
+        self.marker = marker
+        super().__init__(**kw)
+
+    def fit(self, train: Train, progress: Progress | None = None) -> DiesOnce:
+        import os
+
+        if self.marker and Path(self.marker).exists():
+            Path(self.marker).unlink()
+            os._exit(1)
+        return super().fit(train, progress)

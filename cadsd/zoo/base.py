@@ -1,0 +1,182 @@
+"""What every dataset beyond CAD-SD shares: a benchmark of several categories, each turned into
+the same Hugging Face ``DatasetDict`` (train, test) the harness reads for CAD-SD.
+
+A :class:`Benchmark` knows its published layout (an indexer), its categories and the image counts
+published for each, its groups (local, logical, structural), its licence and where to download
+it. Each category becomes its own dataset: ``image`` (the original file's bytes), ``label``
+ClassLabel[normal, anomaly], ``category`` ClassLabel[good, <its defect types>], ``group``
+ClassLabel[normal, <the benchmark's groups>], ``file_name`` (relative to the category folder)
+and ``mask`` where the benchmark has masks (the union of an image's masks), in sorted order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cadsd.errors import LayoutError
+
+if TYPE_CHECKING:
+    import datasets
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a category: ``file_name`` is its POSIX path relative to the category."""
+
+    path: Path
+    file_name: str
+    split: str  # train | test (LOCO's validation images are not used: see the adapter)
+    category: str  # the defect type, ``good`` for normal images
+    label: str  # normal | anomaly
+    group: str  # normal | local | logical | structural
+    masks: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A published anomaly-detection benchmark of several categories."""
+
+    name: str
+    title: str
+    citation: str
+    license: str
+    groups: tuple[str, ...]  # the anomaly groups, after ``normal``
+    categories: tuple[str, ...]
+    index: Callable[[Path, str], list[Sample]]  # (category folder, category) -> samples
+    #: category -> {"train/good": n, "test/<defect>": n, ...}: the published counts
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    url: str | None = None  # the official archive (None: no public download)
+    sha256: str | None = None
+    archive_root: tuple[str, ...] = ()  # folder names an extracted archive may wrap it in
+    notes: str = ""  # caveats shown by validate, the card and the leaderboard
+    paper: dict[str, float] = field(default_factory=dict)  # SA-PatchCore paper: method -> mean
+
+    @property
+    def noncommercial(self) -> bool:
+        return "NC" in self.license
+
+    def category_dir(self, root: Path, category: str) -> Path:
+        if self.categories and category not in self.categories:
+            raise LayoutError(f"{self.name} has no category {category!r}; its categories: "
+                              f"{', '.join(self.categories)}")
+        folder = root / category
+        if not folder.is_dir():
+            raise LayoutError(f"{root} has no {category}/ folder: the {self.title} layout is "
+                              f"<root>/<category>/train, test, ... ({', '.join(self.categories)})")
+        return folder
+
+    def samples(self, root: Path, category: str) -> list[Sample]:
+        """The category's images in sorted order, checked: train holds normal images only,
+        the test split both kinds, every anomalous image of a masked benchmark a mask."""
+        folder = self.category_dir(root, category)
+        samples = sorted(self.index(folder, category), key=lambda s: (s.split, s.file_name))
+        where = f"{self.name}:{category} ({folder})"
+        if not any(s.split == "train" for s in samples):
+            raise LayoutError(f"{where}: no training images")
+        if not {"normal", "anomaly"} <= {s.label for s in samples if s.split == "test"}:
+            raise LayoutError(f"{where}: the test split needs normal and anomalous images")
+        return samples
+
+    def defect_types(self, samples: list[Sample]) -> list[str]:
+        return sorted({s.category for s in samples} - {"good"})
+
+    def found_categories(self, root: Path) -> list[str]:
+        """The categories present under ``root`` (a folder import: any ``<name>/train``)."""
+        if self.categories:
+            return [c for c in self.categories if (root / c).is_dir()]
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "train").is_dir() and (p / "test").is_dir())
+
+    def find_root(self, path: Path) -> Path:
+        """``path`` or the one wrapping folder an archive left around the categories."""
+        if self.found_categories(path):
+            return path
+        for name in self.archive_root:
+            if self.found_categories(path / name):
+                return path / name
+        inner = [p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
+        if len(inner) == 1 and self.found_categories(inner[0]):
+            return inner[0]
+        raise LayoutError(f"{path} holds none of {self.title}'s categories "
+                          f"({', '.join(self.categories) or '<name>/train, <name>/test'})")
+
+
+def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
+    """One category as a DatasetDict (train, test) with the benchmark's features."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+
+    samples = bench.samples(root, category)
+    with_mask = any(s.masks for s in samples)
+    feats = Features({
+        "image": Image(),
+        "label": ClassLabel(names=["normal", "anomaly"]),
+        "category": ClassLabel(names=["good", *bench.defect_types(samples)]),
+        "group": ClassLabel(names=["normal", *bench.groups]),
+        "file_name": Value("string"),
+        **({"mask": Image()} if with_mask else {}),
+    })
+    out = {}
+    for split in ("train", "test"):
+        rows = [s for s in samples if s.split == split]
+        data = {
+            "image": [{"bytes": s.path.read_bytes(), "path": None} for s in rows],
+            "label": [s.label for s in rows],
+            "category": [s.category for s in rows],
+            "group": [s.group for s in rows],
+            "file_name": [s.file_name for s in rows],
+        }
+        if with_mask:
+            data["mask"] = [union_mask(s.masks) if s.masks else None for s in rows]
+        out[split] = Dataset.from_dict(data, features=feats)
+    return DatasetDict(out)
+
+
+def union_mask(paths: tuple[Path, ...]) -> dict:
+    """One mask image (PNG bytes): the file itself, or the union of several (LOCO)."""
+    if len(paths) == 1:
+        return {"bytes": paths[0].read_bytes(), "path": None}
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    merged = None
+    for p in paths:
+        with PILImage.open(p) as img:
+            m = np.asarray(img.convert("L")) > 0
+        merged = m if merged is None else merged | m
+    buf = io.BytesIO()
+    PILImage.fromarray((merged * 255).astype("uint8")).save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files of one folder, sorted (hidden files skipped)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def count_report(bench: Benchmark, root: Path, category: str,
+                 samples: list[Sample]) -> list[str]:
+    """Differences between the counts found and the published ones (empty when they agree)."""
+    want = bench.counts.get(category)
+    if not want:
+        return []
+    found: dict[str, int] = {}
+    for s in samples:
+        key = f"{s.split}/{s.category}"
+        found[key] = found.get(key, 0) + 1
+    out = []
+    for key in sorted(set(want) | set(found)):
+        if want.get(key, 0) != found.get(key, 0):
+            out.append(f"{category}/{key}: {found.get(key, 0)} images, published "
+                       f"{want.get(key, 0)}")
+    return out

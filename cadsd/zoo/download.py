@@ -1,0 +1,110 @@
+"""``cadsd download --dataset NAME``: get MVTec AD, BTAD or MVTec LOCO AD into the cache.
+
+The same machinery as CAD-SD's (:mod:`cadsd.download`): the official archive is fetched into a
+kept staging folder (HTTP Range resume), checked against its published sha256, extracted
+safely (no absolute paths, no ``..``, no links out, size limits), its categories checked, a
+checksum manifest written, and only then renamed into ``$CADSD_CACHE/<name>``. A copy obtained
+elsewhere is imported with ``--source PATH`` (an archive or a folder). Offline, the error names
+the URL and ``--source PATH``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from cadsd.archive import Limits, archive_kind, extract
+from cadsd.cache import cache_root
+from cadsd.errors import CadsdError, DownloadError, LayoutError
+from cadsd.fetch import Offline, Policy, fetch_url
+from cadsd.manifest import MANIFEST_NAME, sha256_file, write_manifest
+from cadsd.zoo.base import Benchmark, count_report
+
+
+def benchmark_dir(bench: Benchmark, dest: str | Path | None = None) -> Path:
+    """Where ``bench`` is (or will be) stored: ``dest``, else ``$CADSD_CACHE/<name>``."""
+    return Path(dest).expanduser() if dest is not None else cache_root() / bench.name
+
+
+def not_found_message(bench: Benchmark, where: Path) -> str:
+    how = (f"get it with `cadsd download --dataset {bench.name}` (from {bench.url})"
+           if bench.url else f"there is no public download of {bench.title}")
+    return (f"{bench.title} is not in {where}; {how}, or import a copy obtained elsewhere "
+            f"with `cadsd download --dataset {bench.name} --source PATH`. Licence: "
+            f"{bench.license}.")
+
+
+def _stage(dest: Path, url: str) -> Path:
+    tag = hashlib.sha1(url.encode()).hexdigest()[:10]
+    return dest.parent / f".{dest.name}.download" / f"url-{tag}"
+
+
+def download(bench: Benchmark, source: str | None = None, dest: str | Path | None = None, *,
+             force: bool = False, policy: Policy | None = None,
+             limits: Limits | None = None) -> tuple[Path, list[str]]:
+    """Fetch or import ``bench`` into ``dest``; returns the folder and the count differences
+    from the published numbers (empty when they all agree)."""
+    dest = benchmark_dir(bench, dest).absolute()
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        if (dest / MANIFEST_NAME).is_file():
+            return dest, _counts(bench, dest)
+        raise CadsdError(f"{dest} exists and was not written by `cadsd download`; pass --force "
+                         "to replace it, or another --dest")
+    url = source if source and source.startswith(("http://", "https://")) else bench.url
+    local = Path(source).expanduser() if source and url != source else None
+    if local is None and url is None:
+        raise CadsdError(f"{bench.title} has no public download: pass --source PATH")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
+    kept = _stage(dest, url) if local is None and url else None
+    try:
+        if local is not None:
+            if local.is_dir():
+                tree = work / "tree"
+                shutil.copytree(bench.find_root(local), tree)
+            elif archive_kind(local) is None:
+                raise DownloadError(f"{local} is neither a folder nor a .zip/.tar archive")
+            else:
+                if bench.sha256 and sha256_file(local) != bench.sha256:
+                    raise DownloadError(f"{local} is not the published {bench.title} archive "
+                                        f"(sha256 differs from {bench.sha256[:16]}...)")
+                tree = extract(local, work / "tree", limits)
+        else:
+            archive = fetch_url(url, kept, sha256=bench.sha256 if url == bench.url else None,
+                                policy=policy or Policy())
+            tree = extract(archive, work / "tree", limits)
+        root = bench.find_root(tree)
+        write_manifest(root, source=str(local or url))
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            dest.replace(old / dest.name)
+            root.replace(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            root.replace(dest)
+    except Offline as err:
+        raise DownloadError(
+            f"{err}. This machine looks offline, or the site is blocked. Download {url} "
+            f"elsewhere (licence: {bench.license}) and import it with `cadsd download --dataset "
+            f"{bench.name} --source PATH`."
+        ) from None
+    except LayoutError as err:
+        raise DownloadError(f"{local or url} does not hold {bench.title}: {err}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if kept is not None:
+        shutil.rmtree(kept, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            kept.parent.rmdir()
+    return dest, _counts(bench, dest)
+
+
+def _counts(bench: Benchmark, root: Path) -> list[str]:
+    out = []
+    for category in bench.found_categories(root):
+        out += count_report(bench, root, category, bench.samples(root, category))
+    missing = [c for c in bench.categories if c not in bench.found_categories(root)]
+    return out + [f"category {c} is missing" for c in missing]
