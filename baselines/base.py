@@ -25,8 +25,6 @@ Images are float RGB in [0, 1], already resized and cropped as :meth:`input_for`
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from baselines.errors import DetectorError, InputError, NotFittedError
 from baselines.preprocess import DEFAULT_INPUT, InputSpec
 from baselines.settings import Setting, settings_of
 from baselines.training import Progress, TrainingSet
+from cadsd.files import atomic_file
 
 if TYPE_CHECKING:  # typing.Self is Python 3.11+
     from typing_extensions import Self
@@ -241,14 +240,8 @@ class Detector(nn.Module):
             "config": json.dumps(self.get_params(), sort_keys=True),
             **self._extra_metadata(),
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from baselines.base import BackboneInfo, Detector, Train
-from baselines.components.anomaly_map import anomaly_map, map_matrices
+from baselines.components.anomaly_map import apply_map, map_matrices
 from baselines.components.backbones import FeatureExtractor
 from baselines.components.memory import HeapTrimmer
 from baselines.errors import DetectorError
@@ -121,7 +121,7 @@ class FeatureDetector(Detector):
         key = (h, w, size, self.device)
         if key not in self._map_cache:
             self._map_cache[key] = map_matrices((h, w), size, self.sigma, self.device)
-        return anomaly_map(grid_scores, size, matrices=self._map_cache[key])
+        return apply_map(grid_scores, self._map_cache[key])
 
     # -- the backbone's identity (records, persistence) -------------------------------------
     def backbone_info(self) -> BackboneInfo:

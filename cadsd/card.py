@@ -8,9 +8,7 @@ it is synthetic, with its seed, and never claims to be the real CAD-SD.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
     import datasets
     from huggingface_hub import DatasetCard
 
-KINDS = ("cadsd", "synthetic", "custom")
 TAGS = ("anomaly-detection", "industrial-inspection", "co-occurrence")
 PAPER_URL = "https://ieeexplore.ieee.org/document/10007829"
 CODE_URL = "https://github.com/IshidaKengo/SA-PatchCore"
@@ -307,10 +304,6 @@ def card_for(
 
 def write_card(card: DatasetCard, out: str | Path) -> Path:
     """Write the card to ``out`` atomically."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(str(card))
-    os.replace(tmp, out)
-    return out
+    from cadsd.files import atomic_write_text
+
+    return atomic_write_text(Path(out), str(card))

@@ -28,6 +28,7 @@ from cadsd.archive import Limits, archive_kind, extract, safe_relpath
 from cadsd.cache import real_dataset_dir
 from cadsd.errors import CadsdError, DownloadError, LayoutError
 from cadsd.fetch import Offline, Policy, check_reachable, fetch_gdrive, fetch_url
+from cadsd.files import swap_into_place
 from cadsd.layout import index, mask_path, resolve_root
 from cadsd.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify, write_manifest
 
@@ -167,15 +168,7 @@ def _place(tree: Path, dest: Path, label: str) -> Path:
     except LayoutError as err:
         raise DownloadError(f"{label} does not hold CAD-SD in the official layout: {err}") from err
     write_manifest(root, source=label)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():  # --force: move the old copy aside, then swap (a dir rename cannot overwrite)
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-        os.replace(root, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(root, dest)
-    return dest
+    return swap_into_place(root, dest)  # --force: the old copy is moved aside, then deleted
 
 
 def _fetch_tree(

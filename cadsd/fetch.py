@@ -8,7 +8,6 @@ machine gets its answer within seconds (:class:`Offline`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -194,15 +193,14 @@ def fetch_url(
             )
         os.replace(part, done)
     if sha256:
-        h = hashlib.sha256()
-        with open(done, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest().lower() != sha256.strip().lower():
+        from cadsd.files import sha256_file
+
+        got = sha256_file(done)
+        if got != sha256.strip().lower():
             done.unlink()
             raise DownloadError(
                 f"checksum mismatch for {url}: expected sha256 {sha256.strip().lower()}, got "
-                f"{h.hexdigest()}. The file was deleted; check the URL and the --sha256 value."
+                f"{got}. The file was deleted; check the URL and the --sha256 value."
             )
     return done
 

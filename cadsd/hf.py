@@ -9,13 +9,13 @@ all give the same value.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cadsd.errors import CadsdError, DownloadError, LayoutError
+from cadsd.files import swap_into_place
 from cadsd.layout import CATEGORY_NAMES, GROUP_NAMES, LABEL_NAMES, SPLITS, index
 
 if TYPE_CHECKING:
@@ -47,29 +47,34 @@ def build(root: str | Path) -> datasets.DatasetDict:
     A split with no images is an empty dataset with the same features. ``mask`` is present when
     any image has a ground-truth mask.
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     samples = index(root)
     with_mask = any(s.mask is not None for s in samples)
     feats = features(with_mask)
-    out = {}
-    for split in SPLITS:
-        rows = [s for s in samples if s.split == split]
-        data = {
-            # path None: the bytes are the data; a path would make `datasets` drop them.
-            "image": [{"bytes": s.path.read_bytes(), "path": None} for s in rows],
-            "label": [s.label for s in rows],
-            "category": [s.category for s in rows],
-            "group": [s.group for s in rows],
-            "file_name": [s.file_name for s in rows],
-        }
-        if with_mask:
-            data["mask"] = [
-                {"bytes": s.mask.read_bytes(), "path": None} if s.mask else None for s in rows
-            ]
-        # Features.encode_example turns the ClassLabel names into their indices.
-        out[split] = Dataset.from_dict(data, features=feats)
-    return DatasetDict(out)
+    mask_of = (lambda s: {"bytes": s.mask.read_bytes(), "path": None} if s.mask else None)
+    return DatasetDict({split: split_dataset([s for s in samples if s.split == split], feats,
+                                             mask_of if with_mask else None)
+                        for split in SPLITS})
+
+
+def split_dataset(rows: list, feats: datasets.Features, mask_of: object = None) -> datasets.Dataset:
+    """One split's rows (samples with ``path``, ``label``, ``category``, ``group`` and
+    ``file_name``) as a Dataset with ``feats``; ``mask_of(sample)`` gives the mask cell."""
+    from datasets import Dataset
+
+    data = {
+        # path None: the bytes are the data; a path would make `datasets` drop them.
+        "image": [{"bytes": s.path.read_bytes(), "path": None} for s in rows],
+        "label": [s.label for s in rows],
+        "category": [s.category for s in rows],
+        "group": [s.group for s in rows],
+        "file_name": [s.file_name for s in rows],
+    }
+    if mask_of is not None:
+        data["mask"] = [mask_of(s) for s in rows]
+    # Features.encode_example turns the ClassLabel names into their indices.
+    return Dataset.from_dict(data, features=feats)
 
 
 def _is_saved(path: Path) -> bool:
@@ -91,14 +96,7 @@ def save(dd: datasets.DatasetDict, out: str | Path, *, overwrite: bool = False) 
     staging.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
     try:
         dd.save_to_disk(str(staging))
-        if out.exists():
-            # Move the old copy aside first: a directory rename cannot replace a non-empty one.
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -7,28 +7,18 @@ re-hashes the tree later and names each file that changed, went missing or appea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cadsd.errors import CadsdError
+from cadsd.files import atomic_write_text, sha256_file
 
 MANIFEST_NAME = "cadsd-manifest.json"
 SCHEMA_VERSION = 1
 _CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _walk(root: Path) -> list[str]:
@@ -58,14 +48,7 @@ def write_manifest(root: str | Path, *, source: str = "") -> Path:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": files,
     }
-    out = root / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=root)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the manifest is as public as the data
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(root / MANIFEST_NAME, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def read_manifest(root: str | Path) -> dict:

@@ -11,9 +11,7 @@ count is 40 in the paper and 44 in a comment of the official code.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,18 +101,9 @@ class ValidationReport:
 
 def write_json(report: ValidationReport, path: str | Path) -> Path:
     """Write ``report.to_json()`` to ``path`` atomically (temp file in the same folder, rename)."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(report.to_json() + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from cadsd.files import atomic_write_text
+
+    return atomic_write_text(Path(path).expanduser(), report.to_json() + "\n")
 
 
 def _expect_targets(key: str) -> list[tuple[str, str]]:

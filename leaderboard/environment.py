@@ -136,8 +136,8 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss() -> int | None:
-    """VmHWM of this process in bytes (Linux), else None."""
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident size so far (Linux VmHWM), else None."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -180,7 +180,7 @@ class Monitor:
         self._t0 = time.perf_counter()
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(torch.device(self.device))
-        self._kernel_peak = _reset_peak_rss() and _peak_rss() is not None
+        self._kernel_peak = _reset_peak_rss() and peak_rss_bytes() is not None
         if not self._kernel_peak:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -192,7 +192,7 @@ class Monitor:
             self._thread.join()
         self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
         if self._kernel_peak:
-            self.peak_rss = max(self.peak_rss, _peak_rss() or 0)
+            self.peak_rss = max(self.peak_rss, peak_rss_bytes() or 0)
         wall = max(time.perf_counter() - self._t0, 1e-9)
         cpu1, own1 = psutil.cpu_times(), self.proc.cpu_times()
         busy = sum(getattr(cpu1, k) - getattr(self._cpu0, k) for k in ("user", "system", "nice"))

@@ -293,10 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                "argv": sys.argv[1:], "cells": cells, "targets": targets}
     print(report(results))
     if args.out:
-        out = Path(args.out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        os.replace(tmp, out)
+        from cadsd.files import atomic_write_text
+
+        atomic_write_text(Path(args.out), json.dumps(results, indent=1))
     return 0 if not any("error" in c for c in cells) else 1
 
 

@@ -36,10 +36,9 @@ PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore"}
 
 
 def _peak_rss_gb() -> float:
-    import resource
+    from leaderboard.environment import peak_rss_bytes
 
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kb / 2**20
+    return (peak_rss_bytes() or 0) / 2**30
 
 
 def load_split(root: Path, split: str, limit: int | None, spec: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from leaderboard.records import atomic_write_bytes
+from cadsd.files import atomic_write_bytes
 from leaderboard.tables import TYPE_LABELS, anomaly_types, by_method
 
 PLOTS_DIR = "plots"

@@ -9,12 +9,11 @@ nothing half-written, so a rerun resumes where it stopped. Tables and plots read
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from cadsd.files import atomic_write_text
 from leaderboard.errors import BenchError
 
 SCHEMA = "cadsd-bench/result"
@@ -35,29 +34,6 @@ def cell_id(dataset: str, method: str, seed: int, shots: int | None = None) -> s
 def record_path(run_dir: Path, cid: str) -> Path:
     """Where the record of cell ``cid`` lives."""
     return Path(run_dir) / RECORDS_DIR / f"{cid}.json"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """UTF-8 text, atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:

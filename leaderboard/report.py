@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cadsd.files import atomic_write_text
 from leaderboard.plots import PLOT_FILES, PLOTS_DIR, write_plots
-from leaderboard.records import atomic_write_text, load_records
+from leaderboard.records import load_records
 from leaderboard.results_csv import render_csv
 from leaderboard.tables import render_markdown
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from baselines.training import TrainingSet
+from cadsd.files import atomic_write_bytes
 from leaderboard import environment, metrics, pro
 from leaderboard.data import BenchData, View
 from leaderboard.errors import BenchError
@@ -35,7 +36,6 @@ from leaderboard.records import (
     MAPS_DIR,
     MODELS_DIR,
     RECORDS_DIR,
-    atomic_write_bytes,
     cell_id,
     read_record,
     record_path,

@@ -169,13 +169,18 @@ def test_bad_weight_files(tmp_path: Path) -> None:
         build_model("vgg16")
 
 
-def test_offline_imagenet_names_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty torch.hub cache and no network."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
 
-    def offline(*args: object, **kwargs: object) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+
+
+def test_offline_imagenet_names_the_way_out(offline: None) -> None:
     assert not backbones.imagenet_available("wide_resnet50_2")
     assert backbones.imagenet_available("mobilenet_v2")
     with pytest.raises(WeightsUnavailableError) as err:
@@ -192,13 +197,7 @@ def test_corrupt_cached_imagenet_weights(tmp_path: Path, monkeypatch: pytest.Mon
         build_model("resnet18", "imagenet")
 
 
-def test_offline_b5_names_its_offline_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+def test_offline_b5_names_its_offline_fallback(offline: None) -> None:
     assert not backbones.imagenet_available("efficientnet_b5")
     with pytest.raises(WeightsUnavailableError) as err:
         backbones.ensure_weights("efficientnet_b5")

@@ -277,6 +277,7 @@ def test_unknown_budget_and_budget_a_method_lacks(capsys: pytest.CaptureFixture,
     assert code == 2 and "choose one of auto, paper, quick, smoke" in text
 
 
+@pytest.mark.slow
 def test_ablation_suite_writes_tables_7_and_8(capsys: pytest.CaptureFixture, tmp_path: Path,
                                              root: Path) -> None:
     out = tmp_path / "suite"
@@ -299,6 +300,7 @@ def test_ablation_suite_writes_tables_7_and_8(capsys: pytest.CaptureFixture, tmp
     assert code == 2 and "drop --methods" in text
 
 
+@pytest.mark.slow
 def test_few_shot_cells_tables_and_rerun(capsys: pytest.CaptureFixture, tmp_path: Path,
                                          root: Path) -> None:
     out = tmp_path / "shots"

@@ -8,8 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.components.aggregate import concat_layers, local_avg, local_max, to_patches
-from baselines.components.anomaly_map import anomaly_map, gaussian_blur
+from baselines.components.aggregate import (
+    concat_layers,
+    local_avg,
+    local_max_with_sources,
+    to_patches,
+)
+from baselines.components.anomaly_map import anomaly_map
 from baselines.components.coreset import (
     gather_rows,
     greedy_coreset,
@@ -44,7 +49,9 @@ def test_concat_is_official_embedding_concat() -> None:
 def test_pooling_is_the_official_modules() -> None:
     x = torch.randn(2, 4, 14, 14)
     assert torch.equal(local_avg(x), torch.nn.AvgPool2d(3, 1, 1)(x))
-    assert torch.equal(local_max(x), torch.nn.MaxPool2d(3, 1, 1)(x))
+    pooled, sources = local_max_with_sources(x)
+    assert torch.equal(pooled, torch.nn.MaxPool2d(3, 1, 1)(x))
+    assert torch.equal(x.flatten(2).gather(2, sources.flatten(2)).view_as(x), pooled)
 
 
 def _brute_greedy(x: torch.Tensor, n: int, start: int) -> list[int]:
@@ -107,10 +114,12 @@ def test_search_matches_cdist(backend: str) -> None:
     assert torch.allclose(ref.gather(1, idx), dist, rtol=1e-4, atol=1e-4)
 
 
-def test_gaussian_blur_is_scipy() -> None:
+def test_blur_matrix_is_scipy() -> None:
+    from baselines.components.anomaly_map import blur_matrix
+
     ndimage = pytest.importorskip("scipy.ndimage")
     maps = torch.rand(2, 40, 33, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ours = gaussian_blur(maps, sigma=4)
+    ours = blur_matrix(40, 4, dtype=torch.float64) @ maps @ blur_matrix(33, 4, dtype=torch.float64).T
     for m, o in zip(maps, ours):
         assert np.allclose(o.numpy(), ndimage.gaussian_filter(m.numpy(), sigma=4), atol=1e-10)
 

@@ -198,6 +198,7 @@ def test_mean_image_is_the_training_mean(fitted: PatchSVDD) -> None:
     torch.testing.assert_close(fitted.mean_image_, train.mean(0) * 255, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_is_seeded() -> None:
     train = TrainingSet(_images(2, 0))
     model = PatchSVDD(batch_size=8, max_steps=40, lr=1e-3, log_every=10)

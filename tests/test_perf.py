@@ -11,6 +11,7 @@ import pytest
 from leaderboard import perf
 
 
+@pytest.mark.slow
 def test_perf_runs_cells_and_times_partners_in_turns(
     tmp_path: Path, make_layout: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -41,6 +42,7 @@ def test_perf_unknown_method(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown method" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_perf_times_training_steps_of_trained_methods(
     tmp_path: Path, make_layout: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ def _scores(out: Path) -> dict[str, list[float]]:
             for p in sorted((out / "records").glob("*.json"))}
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_scores_and_leaderboard(cluster: None, root: Path,
                                                     tmp_path: Path) -> None:
     local = _run(root, tmp_path / "local", "patchcore,dummy", "local")
@@ -58,6 +59,7 @@ def test_ray_gives_the_local_scores_and_leaderboard(cluster: None, root: Path,
         r["environment"]["started_at"] for r in remote.records]  # finished cells are kept
 
 
+@pytest.mark.slow
 def test_a_dying_worker_leaves_no_record_and_a_rerun_completes(cluster: None, root: Path,
                                                                tmp_path: Path) -> None:
     marker = tmp_path / "die-once"

@@ -107,6 +107,7 @@ def test_interrupted_run_resumes_with_identical_results(tiny: BenchData, tmp_pat
     assert resumed[0]["metrics"] == clean[0]["metrics"]
 
 
+@pytest.mark.slow
 def test_folder_with_other_results_is_refused(tiny: BenchData, tmp_path: Path) -> None:
     _run(tiny, tmp_path, ["padim"])
     with pytest.raises(BenchError, match="--force"):
@@ -167,6 +168,7 @@ def test_trained_method_runs_its_budget_seeded(tiny: BenchData, tmp_path: Path) 
         _run(tiny, tmp_path / "a", ["dummy_trained"], budget="smoke")
 
 
+@pytest.mark.slow
 def test_each_method_gets_its_own_input(tiny: BenchData, tmp_path: Path) -> None:
     recs = _run(tiny, tmp_path, ["dummy", "patchsvdd"])
     by = {r["method"]["name"]: r for r in recs}

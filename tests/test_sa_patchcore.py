@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.components.aggregate import local_avg, local_max, local_max_with_sources
+from baselines.components.aggregate import local_avg, local_max_with_sources
 from baselines.patchcore import PatchCore
 from sa_patchcore import SAPatchCore, SAPatchCoreEq4
 from sa_patchcore.attention import channel_attention, token_attention
@@ -23,6 +23,11 @@ def _official_loop(feature: torch.Tensor) -> torch.Tensor:
     v = torch.reshape(flat, (b, c, h * w, 1))
     out = torch.nn.functional.softmax(torch.matmul(q, k), dim=-1)  # no scaling
     return torch.reshape(torch.matmul(out, v), (b, c, w, w))
+
+
+def local_max(x: torch.Tensor) -> torch.Tensor:
+    """The official ``nn.MaxPool2d(3, 1, 1)``."""
+    return torch.nn.MaxPool2d(3, 1, 1)(x)
 
 
 def _features(shape: tuple[int, ...], seed: int) -> torch.Tensor:

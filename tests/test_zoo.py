@@ -133,6 +133,7 @@ def test_bad_trees_say_what_is_wrong(tmp_path: Path, breakage: object, message: 
         zoo.MVTEC_AD.samples(root, "bottle")
 
 
+@pytest.mark.slow
 def test_bench_run_per_category_tables(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     for name, writer in (("mvtec", write_mvtec), ("btad", write_btad), ("loco", write_loco)):
         root = writer(tmp_path / name)

@@ -23,15 +23,11 @@ def local_avg(feature: torch.Tensor, kernel: int = POOL_KERNEL) -> torch.Tensor:
     return F.avg_pool2d(feature, kernel, stride=1, padding=kernel // 2, count_include_pad=True)
 
 
-def local_max(feature: torch.Tensor, kernel: int = POOL_KERNEL) -> torch.Tensor:
-    """3x3 max pooling, stride 1 (``nn.MaxPool2d(3, 1, 1)``): the SA branch's pooling."""
-    return F.max_pool2d(feature, kernel, stride=1, padding=kernel // 2)
-
-
 def local_max_with_sources(
     feature: torch.Tensor, kernel: int = POOL_KERNEL
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`local_max` and, per output, the flat ``h*w`` index of the input it copied."""
+    """3x3 max pooling, stride 1 (``nn.MaxPool2d(3, 1, 1)``, the SA branch's pooling) and, per
+    output, the flat ``h*w`` index of the input it copied."""
     return F.max_pool2d(feature, kernel, stride=1, padding=kernel // 2, return_indices=True)
 
 

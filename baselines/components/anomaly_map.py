@@ -50,16 +50,6 @@ def linear_matrix(n_in: int, n_out: int, device: torch.device | str = "cpu",
     return cols[:, 0].T.to(dtype)
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float = SIGMA, truncate: float = TRUNCATE) -> torch.Tensor:
-    """Blur ``(B, H, W)`` maps like ``scipy.ndimage.gaussian_filter(m, sigma, mode='reflect')``."""
-    if sigma <= 0:
-        return maps
-    _, h, w = maps.shape
-    rows = blur_matrix(h, sigma, truncate, maps.device, maps.dtype)
-    cols = blur_matrix(w, sigma, truncate, maps.device, maps.dtype)
-    return rows @ maps @ cols.T
-
-
 def map_matrices(
     grid: tuple[int, int], size: tuple[int, int], sigma: float = SIGMA,
     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -78,14 +68,17 @@ def map_matrices(
     return mats[0], mats[1]
 
 
-def anomaly_map(
-    patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = SIGMA,
-    matrices: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
+def anomaly_map(patch_scores: torch.Tensor, size: tuple[int, int],
+                sigma: float = SIGMA) -> torch.Tensor:
     """``(B, h, w)`` patch scores -> ``(B, *size)`` map: bilinear upsampling (cv2.resize), then
-    a Gaussian blur (scipy, sigma 4). ``matrices``: from :func:`map_matrices`, to reuse them."""
-    if matrices is None:
-        matrices = map_matrices(tuple(patch_scores.shape[-2:]), size, sigma,
-                                patch_scores.device, patch_scores.dtype)
+    a Gaussian blur (scipy, sigma 4). Detectors cache :func:`map_matrices` and use
+    :func:`apply_map` instead."""
+    return apply_map(patch_scores, map_matrices(tuple(patch_scores.shape[-2:]), size, sigma,
+                                                patch_scores.device, patch_scores.dtype))
+
+
+def apply_map(patch_scores: torch.Tensor,
+              matrices: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``R @ s @ C.T`` with ``(R, C)`` from :func:`map_matrices`: the map of ``s``."""
     rows, cols = matrices
     return rows @ patch_scores @ cols.T

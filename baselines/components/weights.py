@@ -13,7 +13,6 @@ here before a strict load.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from baselines.errors import WeightsUnavailableError
+from cadsd.files import sha256_file
 
 StateDict = dict[str, torch.Tensor]
 
@@ -59,15 +59,6 @@ class WeightSource:
     def available(self) -> bool:
         """True when the checkpoint loads without a download."""
         return self.cache_path().is_file()
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def offline_message(name: str, source: WeightSource, err: BaseException, fallback: str) -> str:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from cadsd import cache, layout
 from cadsd.errors import CadsdError
+from cadsd.files import swap_into_place
 from cadsd.synth import anomalies, render
 from cadsd.synth.scene import Scene, sample_scene
 
@@ -114,20 +115,11 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _install(staging: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished ``staging`` folder to ``out`` (replacing it only with ``overwrite``)."""
-    if _is_empty_dir(out):
-        out.rmdir()
-    if out.exists():
-        if not overwrite:
-            raise CadsdError(f"{out} appeared while generating; pass --force to replace it")
-        trash = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, trash)
-        os.rename(staging, out)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink(missing_ok=True)
-    else:
-        os.rename(staging, out)
+    if out.exists() and not _is_empty_dir(out) and not overwrite:
+        raise CadsdError(f"{out} appeared while generating; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        out.unlink()
+    swap_into_place(staging, out)
 
 
 def generate(

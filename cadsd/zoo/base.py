@@ -109,7 +109,7 @@ class Benchmark:
 
 def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
     """One category as a DatasetDict (train, test) with the benchmark's features."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+    from datasets import ClassLabel, DatasetDict, Features, Image, Value
 
     samples = bench.samples(root, category)
     with_mask = any(s.masks for s in samples)
@@ -121,20 +121,11 @@ def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
         "file_name": Value("string"),
         **({"mask": Image()} if with_mask else {}),
     })
-    out = {}
-    for split in ("train", "test"):
-        rows = [s for s in samples if s.split == split]
-        data = {
-            "image": [{"bytes": s.path.read_bytes(), "path": None} for s in rows],
-            "label": [s.label for s in rows],
-            "category": [s.category for s in rows],
-            "group": [s.group for s in rows],
-            "file_name": [s.file_name for s in rows],
-        }
-        if with_mask:
-            data["mask"] = [union_mask(s.masks) if s.masks else None for s in rows]
-        out[split] = Dataset.from_dict(data, features=feats)
-    return DatasetDict(out)
+    from cadsd.hf import split_dataset
+
+    mask_of = (lambda s: union_mask(s.masks) if s.masks else None) if with_mask else None
+    return DatasetDict({split: split_dataset([s for s in samples if s.split == split], feats,
+                                             mask_of) for split in ("train", "test")})
 
 
 def union_mask(paths: tuple[Path, ...]) -> dict:

@@ -20,7 +20,8 @@ from cadsd.archive import Limits, archive_kind, extract
 from cadsd.cache import cache_root
 from cadsd.errors import CadsdError, DownloadError, LayoutError
 from cadsd.fetch import Offline, Policy, fetch_url
-from cadsd.manifest import MANIFEST_NAME, sha256_file, write_manifest
+from cadsd.files import sha256_file, swap_into_place
+from cadsd.manifest import MANIFEST_NAME, write_manifest
 from cadsd.zoo.base import Benchmark, count_report
 
 
@@ -78,13 +79,7 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
             tree = extract(archive, work / "tree", limits)
         root = bench.find_root(tree)
         write_manifest(root, source=str(local or url))
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            dest.replace(old / dest.name)
-            root.replace(dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            root.replace(dest)
+        swap_into_place(root, dest)
     except Offline as err:
         raise DownloadError(
             f"{err}. This machine looks offline, or the site is blocked. Download {url} "
