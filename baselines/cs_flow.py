@@ -87,10 +87,7 @@ class CSFlow(FeatureDetector):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.weights = str(weights)
-        self.device = device
-        self.seed = seed
+        self._store_run_settings(backbone, weights, device, seed)
         self.input_size = input_size
         self.coupling_blocks = coupling_blocks
         self.kernel_sizes = tuple(kernel_sizes)

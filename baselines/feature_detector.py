@@ -52,6 +52,14 @@ class FeatureDetector(Detector):
     channels_last: bool = False
     precision: str = "fp32"
 
+    def _store_run_settings(self, backbone: str, weights: str, device: str, seed: int) -> None:
+        """The settings the harness sets for every cell (``bench run --backbone/--weights/
+        --device/--seeds``), stored as attributes like every other setting."""
+        self.backbone = backbone
+        self.weights = str(weights)
+        self.device = device
+        self.seed = seed
+
     def _setup_backbone(self, layers: Sequence[str]) -> None:
         """Build the frozen extractor for ``layers`` from the stored settings."""
         self.device = parse_device(str(self.device))

@@ -62,10 +62,7 @@ class PaDiM(FeatureDetector):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.weights = str(weights)
-        self.device = device
-        self.seed = seed
+        self._store_run_settings(backbone, weights, device, seed)
         self.n_features = n_features
         self.eps = eps
         self.sigma = sigma

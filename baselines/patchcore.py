@@ -54,10 +54,7 @@ class PatchCore(FeatureDetector):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.weights = str(weights)
-        self.device = device
-        self.seed = seed
+        self._store_run_settings(backbone, weights, device, seed)
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
         self.coreset_start = coreset_start

@@ -7,12 +7,13 @@ Thin: each command parses its options and calls one importable function. A
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
 from rich.console import Console
 
-from cadsd.errors import CadsdError
+from cadsd.errors import CadsdError, LayoutError
 
 console = Console(stderr=True)
 
@@ -41,6 +42,35 @@ def _dataset_path(path: str | None) -> str:
     return path if path is not None else str(real_dataset_dir())
 
 
+def _validate_benchmark(name: str, path: str | None) -> int:
+    """Each category of a benchmark: its layout and masks, and its counts against the
+    published ones; exit 1 when anything differs."""
+    from cadsd import zoo
+    from cadsd.zoo.download import benchmark_dir, not_found_message
+
+    bench = zoo.get(name)
+    folder = Path(path) if path else benchmark_dir(bench)
+    if not folder.is_dir():
+        raise LayoutError(not_found_message(bench, folder))
+    root = bench.find_root(folder)
+    problems = [f"category {c} is missing" for c in bench.categories
+                if c not in bench.found_categories(root)]
+    for cat in bench.found_categories(root):
+        try:
+            samples = bench.samples(root, cat)
+        except LayoutError as err:
+            problems.append(str(err))
+            continue
+        problems += zoo.count_report(bench, root, cat, samples)
+        click.echo(f"{cat}: {sum(s.split == 'train' for s in samples)} train, "
+                   f"{sum(s.split == 'test' for s in samples)} test images")
+    for line in problems:
+        console.print(f"[red]problem:[/] {line}", highlight=False)
+    click.echo(f"{bench.title} at {root}: {'valid' if not problems else f'{len(problems)} problem(s)'}"
+               f" (licence: {bench.license})")
+    return 1 if problems else 0
+
+
 def _download_benchmark(name: str, source: str | None, dest: str | None, force: bool,
                         policy: object) -> int:
     from cadsd import zoo
@@ -60,7 +90,11 @@ def _download_benchmark(name: str, source: str | None, dest: str | None, force: 
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--expect", "expect", multiple=True, metavar="KEY=N", help=_EXPECT_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write the report here")
-def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None) -> int:
+@click.option("--dataset", default="cadsd", show_default=True,
+              help="cadsd, or mvtec_ad / btad / mvtec_loco / aitex: their layout, masks and "
+                   "published counts per category (PATH defaults to its download)")
+def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None,
+                 dataset: str) -> int:
     """Check a CAD-SD folder: decoding, modes, counts, duplicates, leakage, stray files.
 
     PATH defaults to the cached real CAD-SD (`cadsd.cache.real_dataset_dir()`, under $CADSD_CACHE
@@ -68,6 +102,8 @@ def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None
     """
     from cadsd.validate import parse_expect, print_report, validate, write_json
 
+    if dataset != "cadsd":
+        return _validate_benchmark(dataset, path)
     report = validate(_dataset_path(path), parse_expect(expect))
     print_report(report, Console())
     if json_out:

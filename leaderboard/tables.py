@@ -182,12 +182,14 @@ def header(records: Sequence[dict[str, Any]]) -> list[str]:
 def table2(groups: dict[str, list[dict[str, Any]]], real: bool) -> list[str]:
     """Overall image AUROC (the paper's Table 2)."""
     lines = ["## Table 2: image AUROC (%), all test images", "",
-             "| Method | AUROC [95% CI] |" + (" paper |" if real else ""),
-             "|---|---|" + ("---|" if real else "")]
+             "| Method | backbone | AUROC [95% CI] |" + (" paper |" if real else ""),
+             "|---|---|---|" + ("---|" if real else "")]
     for method, recs in groups.items():
         pub = (paper.published(method) or {}).get("all") if real else None
         extra = f" {pub:.1f} |" if real and pub is not None else (" |" if real else "")
-        lines.append(f"| {row_label(method, recs)} | {auroc_cell(recs, 'all')} |{extra}")
+        backbone = _distinct(recs, "backbone", "name").replace("n/a", "none (from scratch)")
+        lines.append(f"| {row_label(method, recs)} | {backbone} | {auroc_cell(recs, 'all')} |"
+                     f"{extra}")
     return [*lines, ""]
 
 

@@ -68,7 +68,7 @@ def test_markdown_single_seed_numbers_trace_to_the_record(records: list[dict]) -
     md = render_markdown([rec])
     expect = _recompute(rec)
     ci = rec["metrics"]["image_auroc"]["all"]["ci"]
-    assert f"| dummy | {100 * expect['all']:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] |" in md
+    assert f"| dummy | none (from scratch) | {100 * expect['all']:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] |" in md
     for c, label in (("scratch", "Scratch"), ("lacking", "Lacking")):
         assert _row(md, label).startswith(f"| {label} | {100 * expect[c]:.1f} [")
     avg = (expect["scratch"] + expect["paint"]) / 2

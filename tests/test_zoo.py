@@ -227,3 +227,15 @@ def test_au_pro_equals_the_definition() -> None:
                                                            abs=1e-6)
     perfect = masks.astype(float) + rng.random(masks.shape) * 0.01
     assert au_pro(perfect, masks) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_validate_a_benchmark_folder(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    from cadsd.cli import main as cadsd_main
+
+    root = write_mvtec(tmp_path / "mvtec")
+    with pytest.raises(SystemExit) as exc:
+        cadsd_main(["validate", "--dataset", "mvtec_ad", str(root)])
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert exc.value.code == 1 and "bottle: 5 train, 7 test images" in text
+    assert "category cable is missing" in text and "published 209" in text
