@@ -354,7 +354,9 @@ def card_cmd(
 @click.option("--token", help="Hugging Face token (default: $HF_TOKEN or the stored login)")
 @click.option(
     "--source",
-    help="synthetic, a dataset folder, or a `cadsd build` folder (default: the downloaded CAD-SD)",
+    help="synthetic, a dataset folder, a `cadsd build` folder (default: the downloaded CAD-SD), "
+    "or one category of another benchmark: mvtec_ad:bottle, PATH:CATEGORY (its card states "
+    "its licence; a non-commercial one is warned about)",
 )
 @click.option(
     "--dry-run",
@@ -397,6 +399,8 @@ def push_cmd(
         counts=counts,
         size=size,
     )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.dry_run_dir is not None:
         click.echo(
             f"dry run: {len(result.files)} files written to {result.dry_run_dir} (nothing uploaded)"

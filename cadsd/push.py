@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,7 @@ class PushResult:
     card: DatasetCard
     url: str | None = None
     dry_run_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a non-commercial licence
 
 
 def resolve_token(token: str | None) -> str | None:
@@ -97,6 +98,25 @@ def load_source(
         kind = "synthetic" if "mask" in dd["train"].column_names else "cadsd"
         return dd, Provenance(kind)
     return dd, detect_provenance(path)
+
+
+def _benchmark_source(source: str) -> tuple | None:
+    """``NAME:CATEGORY`` (a downloaded benchmark) or ``PATH:CATEGORY`` (a folder in one of
+    their layouts) -> (benchmark, root, category); None for a CAD-SD source."""
+    from cadsd import zoo
+    from cadsd.zoo.download import benchmark_dir, not_found_message
+
+    head, sep, category = source.rpartition(":")
+    if not sep or not head or "/" in category:
+        return None
+    if head in zoo.BENCHMARKS:
+        bench = zoo.get(head)
+        folder = benchmark_dir(bench)
+        if not folder.is_dir():
+            raise CadsdError(not_found_message(bench, folder))
+        return bench, bench.find_root(folder), category
+    found = zoo.detect(Path(head).expanduser())
+    return (found[0], found[1], category) if found else None
 
 
 def num_shards(dd: datasets.DatasetDict, max_shard_bytes: int = MAX_SHARD_BYTES) -> dict[str, int]:
@@ -207,12 +227,24 @@ def push(
         from cadsd.cache import real_dataset_dir
 
         source = str(real_dataset_dir())
-    dd, prov = load_source(source, seed=seed, counts=counts, size=size)
-    card = card_for(dd, provenance=prov, license=license, repo_id=repo_id)
+    warnings: list[str] = []
+    benchmark = _benchmark_source(source)
+    if benchmark is not None:
+        from cadsd import zoo
+        from cadsd.zoo.card import benchmark_card, license_warning
+
+        bench, root, category = benchmark
+        dd = zoo.build(bench, root, category)
+        card = benchmark_card(bench, category, dd, repo_id)
+        warnings += [w for w in (license_warning(bench),) if w]
+    else:
+        dd, prov = load_source(source, seed=seed, counts=counts, size=size)
+        card = card_for(dd, provenance=prov, license=license, repo_id=repo_id)
     shards = num_shards(dd)
     if dry_run is not None:
         files = write_repo_folder(dd, card, dry_run, shards)
-        return PushResult(repo_id, files, card, dry_run_dir=Path(dry_run).expanduser().absolute())
+        return PushResult(repo_id, files, card, dry_run_dir=Path(dry_run).expanduser().absolute(),
+                          warnings=warnings)
     token = resolve_token(token)
     if not token:
         raise CadsdError(
@@ -220,7 +252,9 @@ def push(
             "(or use --dry-run DIR to see what would be uploaded)"
         )
     try:
-        return _upload(repo_id, dd, card, shards, private=private, token=token)
+        result = _upload(repo_id, dd, card, shards, private=private, token=token)
+        result.warnings = warnings
+        return result
     except CadsdError as err:
         raise CadsdError(_scrub(str(err), token)) from None
     except _client_errors() as err:  # HTTP, auth and connection errors of the client libraries

@@ -239,3 +239,20 @@ def test_validate_a_benchmark_folder(capsys: pytest.CaptureFixture, tmp_path: Pa
     text = " ".join((captured.out + captured.err).split())
     assert exc.value.code == 1 and "bottle: 5 train, 7 test images" in text
     assert "category cable is missing" in text and "published 209" in text
+
+
+def test_push_a_category_states_and_warns_the_licence(capsys: pytest.CaptureFixture,
+                                                      tmp_path: Path) -> None:
+    from cadsd.cli import main as cadsd_main
+
+    root = write_mvtec(tmp_path / "mvtec")
+    out = tmp_path / "repo"
+    with pytest.raises(SystemExit) as exc:
+        cadsd_main(["push", "--repo-id", "me/mvtec-bottle", "--source", f"{root}:bottle",
+                    "--dry-run", str(out)])
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert exc.value.code == 0 and "warning: MVTec AD is licensed CC BY-NC-SA 4.0" in text
+    card = (out / "README.md").read_text()
+    assert "license: cc-by-nc-sa-4.0" in card and "**Licence: CC BY-NC-SA 4.0" in card
+    assert "| test | crack | 2 |" in card and list((out / "data").glob("*.parquet"))
