@@ -163,8 +163,8 @@ def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int
     trained = [p for p in plans if p.budget is not None]
     if not trained:
         return []
-    why = {"quick": " (the default on a CPU; `--budget paper` runs the official settings)",
-           "paper": " (the official settings)"}.get(budget, "")
+    why = {"quick": " (the default on a CPU; `--budget paper` runs the official settings)"
+           }.get(budget, "")
     lines = [f"Budget: {budget}{why}: {BUDGET_NOTES.get(budget, '')}. Recorded in every result."]
     rate = None
     for p in trained:
