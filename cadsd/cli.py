@@ -53,17 +53,9 @@ def _validate_benchmark(name: str, path: str | None) -> int:
     if not folder.is_dir():
         raise LayoutError(not_found_message(bench, folder))
     root = bench.find_root(folder)
-    problems = [f"category {c} is missing" for c in bench.categories
-                if c not in bench.found_categories(root)]
-    for cat in bench.found_categories(root):
-        try:
-            samples = bench.samples(root, cat)
-        except LayoutError as err:
-            problems.append(str(err))
-            continue
-        problems += zoo.count_report(bench, root, cat, samples)
-        click.echo(f"{cat}: {sum(s.split == 'train' for s in samples)} train, "
-                   f"{sum(s.split == 'test' for s in samples)} test images")
+    sizes, problems = zoo.check_copy(bench, root)
+    for cat, (train, test) in sizes.items():
+        click.echo(f"{cat}: {train} train, {test} test images")
     for line in problems:
         console.print(f"[red]problem:[/] {line}", highlight=False)
     click.echo(f"{bench.title} at {root}: {'valid' if not problems else f'{len(problems)} problem(s)'}"
@@ -80,7 +72,7 @@ def _download_benchmark(name: str, source: str | None, dest: str | None, force: 
     folder, differences = fetch_benchmark(bench, source, dest, force=force, policy=policy)
     click.echo(f"{bench.title} is in {folder} (licence: {bench.license})")
     for line in differences:
-        console.print(f"[yellow]count:[/] {line}", highlight=False)
+        console.print(f"[yellow]problem:[/] {line}", highlight=False)
     if bench.notes:
         click.echo(f"note: {bench.notes}")
     return 1 if differences else 0

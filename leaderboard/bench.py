@@ -107,12 +107,11 @@ def bench_run(
     records = []
     try:
         for i, resolved in enumerate(datasets):
-            bench_data = first if i == 0 else data.load(resolved)
-            if i:
+            if i:  # the next category replaces the last: one's decoded images at a time
+                first = data.load(resolved)
                 for spec in dict.fromkeys(p.input for p in plans):
-                    _decode(bench_data, spec, decode_progress)
-            records += run(bench_data, opts, ui)
-            first = bench_data = None  # one category's decoded images at a time
+                    _decode(first, spec, decode_progress)
+            records += run(first, opts, ui)
     finally:
         ui.close()
     files = write_outputs(out_dir)

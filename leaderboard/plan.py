@@ -18,7 +18,7 @@ from baselines.base import Detector
 from baselines.errors import DetectorError
 from baselines.preprocess import InputSpec
 from baselines.settings import RUN_SETTINGS, SettingError, check_settings, describe
-from leaderboard.errors import BenchError, UsageError
+from leaderboard.errors import UsageError
 from leaderboard.registry import MethodEntry, load_class
 
 BUDGETS = ("auto", "paper", "quick", "smoke")
@@ -214,4 +214,4 @@ def check_backbone_role(plan: MethodPlan, backbone: str) -> None:
         raise UsageError(f"--backbone {backbone} cannot run {plan.name}: {err}") from None
 
 
-__all__ = ["BUDGETS", "BenchError", "MethodPlan", "budget_lines", "plan_methods"]
+__all__ = ["BUDGETS", "MethodPlan", "budget_lines", "plan_methods"]

@@ -21,7 +21,7 @@ LOCO 1,778 train, 305 validation, 575 good + 561 logical + 432 structural test i
 from __future__ import annotations
 
 from cadsd.errors import LayoutError
-from cadsd.zoo.base import Benchmark, Sample, build, count_report
+from cadsd.zoo.base import Benchmark, Sample, build, check_copy, count_report
 from cadsd.zoo.layouts import index_aitex, index_btad, index_mvtec_ad, index_mvtec_loco
 
 NC = "CC BY-NC-SA 4.0 (non-commercial)"
@@ -153,4 +153,4 @@ def detect(path) -> tuple[Benchmark, object] | None:
 
 
 __all__ = ["AITEX", "BENCHMARKS", "BTAD", "MVTEC_AD", "MVTEC_LOCO", "Benchmark", "Sample",
-           "build", "count_report", "detect", "get"]
+           "build", "check_copy", "count_report", "detect", "get"]

@@ -171,3 +171,20 @@ def count_report(bench: Benchmark, root: Path, category: str,
             out.append(f"{category}/{key}: {found.get(key, 0)} images, published "
                        f"{want.get(key, 0)}")
     return out
+
+
+def check_copy(bench: Benchmark, root: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """A whole copy: ``({category: (train images, test images)}, problems)``, the problems
+    being missing categories, layout errors and counts that differ from the published ones."""
+    found = bench.found_categories(root)
+    problems = [f"category {c} is missing" for c in bench.categories if c not in found]
+    sizes = {}
+    for cat in found:
+        try:
+            samples = bench.samples(root, cat)
+        except LayoutError as err:
+            problems.append(str(err))
+            continue
+        problems += count_report(bench, root, cat, samples)
+        sizes[cat] = (sum(s.split == "train" for s in samples), sum(s.split == "test" for s in samples))
+    return sizes, problems

@@ -11,18 +11,18 @@ the URL and ``--source PATH``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
 
 from cadsd.archive import Limits, archive_kind, extract
 from cadsd.cache import cache_root
+from cadsd.download import _stage_for
 from cadsd.errors import CadsdError, DownloadError, LayoutError
 from cadsd.fetch import Offline, Policy, fetch_url
 from cadsd.files import sha256_file, swap_into_place
 from cadsd.manifest import MANIFEST_NAME, write_manifest
-from cadsd.zoo.base import Benchmark, count_report
+from cadsd.zoo.base import Benchmark, check_copy
 
 
 def benchmark_dir(bench: Benchmark, dest: str | Path | None = None) -> Path:
@@ -38,11 +38,6 @@ def not_found_message(bench: Benchmark, where: Path) -> str:
             f"{bench.license}.")
 
 
-def _stage(dest: Path, url: str) -> Path:
-    tag = hashlib.sha1(url.encode()).hexdigest()[:10]
-    return dest.parent / f".{dest.name}.download" / f"url-{tag}"
-
-
 def download(bench: Benchmark, source: str | None = None, dest: str | Path | None = None, *,
              force: bool = False, policy: Policy | None = None,
              limits: Limits | None = None) -> tuple[Path, list[str]]:
@@ -51,7 +46,7 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
     dest = benchmark_dir(bench, dest).absolute()
     if dest.is_dir() and any(dest.iterdir()) and not force:
         if (dest / MANIFEST_NAME).is_file():
-            return dest, _counts(bench, dest)
+            return dest, check_copy(bench, dest)[1]
         raise CadsdError(f"{dest} exists and was not written by `cadsd download`; pass --force "
                          "to replace it, or another --dest")
     url = source if source and source.startswith(("http://", "https://")) else bench.url
@@ -60,7 +55,7 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
         raise CadsdError(f"{bench.title} has no public download: pass --source PATH")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
-    kept = _stage(dest, url) if local is None and url else None
+    kept = _stage_for(dest, "url", url) if local is None and url else None
     try:
         if local is not None:
             if local.is_dir():
@@ -94,12 +89,4 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
         shutil.rmtree(kept, ignore_errors=True)
         with contextlib.suppress(OSError):
             kept.parent.rmdir()
-    return dest, _counts(bench, dest)
-
-
-def _counts(bench: Benchmark, root: Path) -> list[str]:
-    out = []
-    for category in bench.found_categories(root):
-        out += count_report(bench, root, category, bench.samples(root, category))
-    missing = [c for c in bench.categories if c not in bench.found_categories(root)]
-    return out + [f"category {c} is missing" for c in missing]
+    return dest, check_copy(bench, dest)[1]
