@@ -20,19 +20,9 @@ from baselines.base import BackboneInfo, Detector, Train
 from baselines.components.anomaly_map import apply_map, map_matrices
 from baselines.components.backbones import FeatureExtractor
 from baselines.components.memory import HeapTrimmer
+from baselines.device import resolve_device
 from baselines.errors import DetectorError
 from baselines.training import Progress, TrainingSet
-
-
-def parse_device(device: str) -> torch.device:
-    """``torch.device(device)``, with a clear error for an unknown or unavailable device."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise DetectorError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DetectorError(f"device {device!r} requested but CUDA is not available; use cpu")
-    return dev
 
 
 class FeatureDetector(Detector):
@@ -62,7 +52,7 @@ class FeatureDetector(Detector):
 
     def _setup_backbone(self, layers: Sequence[str]) -> None:
         """Build the frozen extractor for ``layers`` from the stored settings."""
-        self.device = parse_device(str(self.device))
+        self.device = resolve_device(self.device)
         extractor = FeatureExtractor(self.backbone, layers, self.weights, self.seed)
         if self.channels_last:  # faster convolutions on CPU, same numbers
             extractor = extractor.to(memory_format=torch.channels_last)

@@ -46,8 +46,8 @@ from baselines.components.svdd import (
     svdd_loss,
     svdd_pairs,
 )
+from baselines.device import resolve_device
 from baselines.errors import DetectorError, InputError
-from baselines.feature_detector import parse_device
 from baselines.preprocess import InputSpec
 from baselines.training import Progress, TrainingSet
 
@@ -104,7 +104,7 @@ class PatchSVDD(Detector):
         self.min_recall = min_recall
         self.log_every = log_every
         self._check_settings()
-        self.device = parse_device(str(device))
+        self.device = resolve_device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # initial weights depend on the seed only
             self.enc = EncoderHier(dim)

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from cadsd.errors import CadsdError, DownloadError, LayoutError
-from cadsd.layout import (
+from cadsd.format.layout import (
     CATEGORIES,
     CATEGORY_NAMES,
     GROUP_NAMES,
@@ -23,13 +23,13 @@ from cadsd.layout import (
 
 #: Public name -> module that defines it, imported on first attribute access.
 _LAZY: dict[str, str] = {
-    "load": "cadsd.hf",
-    "build": "cadsd.hf",
-    "save": "cadsd.hf",
-    "features": "cadsd.hf",
-    "fingerprint": "cadsd.hf",
-    "ValidationReport": "cadsd.validate",
-    "Problem": "cadsd.validate",
+    "load": "cadsd.format.hf",
+    "build": "cadsd.format.hf",
+    "save": "cadsd.format.hf",
+    "features": "cadsd.format.hf",
+    "fingerprint": "cadsd.format.hf",
+    "ValidationReport": "cadsd.checking.validate",
+    "Problem": "cadsd.checking.validate",
 }
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Resolve the lazy exports (``cadsd.load`` is ``cadsd.hf.load``) without importing datasets
+    """Resolve the lazy exports (``cadsd.load`` is ``cadsd.format.hf.load``) without importing datasets
     or torch when ``cadsd`` itself is imported."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)

@@ -29,7 +29,7 @@ def cli() -> None:
 
 # --- validate / build -------------------------------------------------------------------------
 
-_PATH_HELP = "dataset folder (default: the cached real CAD-SD, `cadsd.cache.real_dataset_dir()`)"
+_PATH_HELP = "dataset folder (default: the cached real CAD-SD, `cadsd.format.cache.real_dataset_dir()`)"
 _EXPECT_HELP = (
     "override an expected count: CATEGORY=N (every split holding it, e.g. lacking=44) or "
     "SPLIT/CATEGORY=N (e.g. train/good=400); repeatable"
@@ -37,7 +37,7 @@ _EXPECT_HELP = (
 
 
 def _dataset_path(path: str | None) -> str:
-    from cadsd.cache import real_dataset_dir
+    from cadsd.format.cache import real_dataset_dir
 
     return path if path is not None else str(real_dataset_dir())
 
@@ -89,10 +89,10 @@ def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None
                  dataset: str) -> int:
     """Check a CAD-SD folder: decoding, modes, counts, duplicates, leakage, stray files.
 
-    PATH defaults to the cached real CAD-SD (`cadsd.cache.real_dataset_dir()`, under $CADSD_CACHE
+    PATH defaults to the cached real CAD-SD (`cadsd.format.cache.real_dataset_dir()`, under $CADSD_CACHE
     when set). Exits 0 when valid, 1 with the list of problems otherwise.
     """
-    from cadsd.validate import parse_expect, print_report, validate, write_json
+    from cadsd.checking.validate import parse_expect, print_report, validate, write_json
 
     if dataset != "cadsd":
         return _validate_benchmark(dataset, path)
@@ -117,7 +117,7 @@ def build_cmd(
     PATH defaults to the cached real CAD-SD. The folder is validated first (refused when
     invalid, unless --no-validate); images keep their original JPEG/PNG bytes.
     """
-    from cadsd.validate import parse_expect, print_report, validate
+    from cadsd.checking.validate import parse_expect, print_report, validate
 
     root = _dataset_path(path)
     if not no_validate:
@@ -133,7 +133,7 @@ def build_cmd(
 
     from rich.table import Table
 
-    from cadsd.hf import build_to_disk
+    from cadsd.format.hf import build_to_disk
 
     dd = build_to_disk(root, out, overwrite=force)
     table = Table(title=f"Saved to {out}")
@@ -225,9 +225,9 @@ def download_cmd(
 
     Exits 1 when validation finds problems; the downloaded files are kept (see the report).
     """
-    from cadsd.download import download
-    from cadsd.fetch import Policy
-    from cadsd.validate import parse_expect, print_report
+    from cadsd.checking.validate import parse_expect, print_report
+    from cadsd.getting.download import download
+    from cadsd.getting.fetch import Policy
 
     if dataset != "cadsd":
         return _download_benchmark(dataset, source, dest, force,
@@ -269,7 +269,7 @@ def download_cmd(
 def verify_cmd(path: str | None) -> int:
     """Re-check a downloaded dataset against its sha256 manifest; names every changed, missing
     or extra file and exits 1 if there is any."""
-    from cadsd.manifest import verify
+    from cadsd.getting.manifest import verify
 
     report = verify(_dataset_path(path))
     for line in report.lines():
@@ -290,11 +290,11 @@ def _card_data(path: str, kind: str, seed: int | None):
     from dataclasses import replace
     from pathlib import Path
 
-    from cadsd.card import Provenance, detect_provenance
+    from cadsd.publishing.card import Provenance, detect_provenance
 
     root = Path(path).expanduser()
     if (root / "dataset_dict.json").is_file():
-        from cadsd.hf import load
+        from cadsd.format.hf import load
 
         data = load(root)
         prov = Provenance("synthetic" if "mask" in data["train"].column_names else "cadsd")
@@ -329,7 +329,7 @@ def card_cmd(
     seed: int | None,
 ) -> int:
     """Render the dataset card (README.md) with counts measured from the data."""
-    from cadsd.card import card_for, write_card
+    from cadsd.publishing.card import card_for, write_card
 
     data, prov = _card_data(_dataset_path(path), kind, seed)
     card = card_for(data, provenance=prov, license=license_, repo_id=repo_id)
@@ -378,7 +378,7 @@ def push_cmd(
     size: int,
 ) -> int:
     """Publish the dataset to the Hugging Face Hub: data (Parquet, images embedded), then card."""
-    from cadsd.push import push
+    from cadsd.publishing.push import push
 
     result = push(
         repo_id,

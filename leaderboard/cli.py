@@ -17,7 +17,8 @@ from rich.table import Table
 from leaderboard.errors import BenchError
 
 if TYPE_CHECKING:
-    from leaderboard.bench import BenchResult
+    from leaderboard.records.schema import AUROC, Average
+    from leaderboard.running.bench import BenchResult
 
 console = Console(stderr=True)
 
@@ -73,8 +74,8 @@ def run_cmd(threads: int | None, **kwargs: object) -> int:
     """Fit and score every (method, seed) cell; write records, leaderboard.md, results.csv, plots."""
     import torch
 
-    from leaderboard.bench import bench_run
-    from leaderboard.progress import RichReporter
+    from leaderboard.running.bench import bench_run
+    from leaderboard.running.progress import RichReporter
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -100,8 +101,8 @@ def run_cmd(threads: int | None, **kwargs: object) -> int:
     return 1 if result.failed else 0
 
 
-def _pct(entry: dict | None) -> str:
-    return "n/a" if entry is None else f"{100 * entry['auroc']:.1f}"
+def _pct(entry: AUROC | Average | None) -> str:
+    return "n/a" if entry is None else f"{100 * entry.auroc:.1f}"
 
 
 def _summary(result: BenchResult) -> None:
@@ -109,13 +110,13 @@ def _summary(result: BenchResult) -> None:
     for col in ("method", "seed", "all", "local (avg)", "co-occurrence (avg)", "ms/image"):
         table.add_column(col)
     for r in result.records:
-        if r["status"] != "ok":
-            table.add_row(r["method"]["name"], str(r["seed"]), "[red]failed[/]", "", "", "")
+        if not r.ok:
+            table.add_row(r.method.name, str(r.seed), "[red]failed[/]", "", "", "")
             continue
-        auroc = r["metrics"]["image_auroc"]
-        avg = auroc.get("average", {})
-        table.add_row(r["method"]["name"], str(r["seed"]), _pct(auroc["all"]), _pct(avg.get("local")),
-                      _pct(avg.get("co_occurrence")), f"{r['timing']['latency_ms']['mean']:.1f}")
+        auroc = r.metrics.image_auroc
+        table.add_row(r.method.name, str(r.seed), _pct(auroc.all), _pct(auroc.average.get("local")),
+                      _pct(auroc.average.get("co_occurrence")),
+                      f"{r.timing.latency_ms.mean:.1f}")
     console.print(table)
     console.print(f"Leaderboard: [bold]{result.files['leaderboard']}[/] "
                   f"(also {result.files['csv'].name}, plots/) in {result.wall_s:.0f} s")
@@ -129,7 +130,7 @@ def _summary(result: BenchResult) -> None:
 @click.option("--no-plots", is_flag=True, help="Only the tables.")
 def leaderboard_cmd(run_dir: Path, no_plots: bool) -> None:
     """Rebuild leaderboard.md, results.csv and the plots of RUN_DIR from its records."""
-    from leaderboard.report import write_outputs
+    from leaderboard.reporting.report import write_outputs
 
     if not run_dir.is_dir():
         raise BenchError(f"run folder not found: {run_dir} (written by `bench run --out DIR`)")
@@ -183,7 +184,7 @@ def list_cmd(show_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def predict_cmd(model_path: Path, images: tuple[Path, ...], device: str, as_json: bool) -> None:
     """Score IMAGES (higher = more anomalous) with a saved model."""
-    from leaderboard.predict import score_images
+    from leaderboard.running.predict import score_images
 
     rows = score_images(model_path, list(images), device=device)
     if as_json:

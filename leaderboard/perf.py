@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_cell(method, backbone, args)))
         return 0
 
-    from leaderboard.environment import cpu_name
+    from leaderboard.running.environment import cpu_name
 
     args.data = _dataset(args.data)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -1,5 +1,5 @@
 """One cell of ``python -m leaderboard.perf``, measured in its own process (so peak RSS is its
-own). It builds the method as ``bench run`` does (:mod:`leaderboard.plan`: budget, settings,
+own). It builds the method as ``bench run`` does (:mod:`leaderboard.running.plan`: budget, settings,
 backbone; the method's own input), and uses the runner's warm-up rule.
 
 Every ratio compares timings taken in turns, because this machine's speed drifts by more than
@@ -36,7 +36,7 @@ PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore"}
 
 
 def _peak_rss_gb() -> float:
-    from leaderboard.environment import peak_rss_bytes
+    from leaderboard.running.environment import peak_rss_bytes
 
     return (peak_rss_bytes() or 0) / 2**30
 
@@ -46,7 +46,7 @@ def load_split(root: Path, split: str, limit: int | None, spec: Any) -> Any:
     import torch
 
     from baselines.preprocess import image_to_uint8
-    from cadsd.layout import index
+    from cadsd.format.layout import index
 
     samples = [s for s in index(root) if s.split == split][:limit]
     return torch.stack([image_to_uint8(s.path, spec) for s in samples])
@@ -110,8 +110,8 @@ def plan_for(method: str, backbone: str, args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from baselines.components.backbones import imagenet_available
-    from leaderboard.plan import plan_methods
     from leaderboard.registry import METHODS
+    from leaderboard.running.plan import plan_methods
 
     items = [f"{method}.precision={args.precision}"] if args.precision != "fp32" else []
     (mplan,) = plan_methods([method], METHODS, items, args.budget)
@@ -128,7 +128,7 @@ def time_training_step(mplan: Any, train: Any) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from baselines.training import TrainingSet
-    from leaderboard.environment import gemm_gflops
+    from leaderboard.running.environment import gemm_gflops
 
     model = mplan.build("cpu", 0)
     step = model.step_probe(TrainingSet(train, batch_size=model.fit_batch_size))
@@ -163,8 +163,8 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     import torch
 
     from baselines.training import TrainingSet
-    from leaderboard import environment
-    from leaderboard.timing import WARMUP, warm_up
+    from leaderboard.running import environment
+    from leaderboard.running.timing import WARMUP, warm_up
 
     torch.set_num_threads(args.threads)
     mplan = plan_for(method, backbone, args)
@@ -187,7 +187,7 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
                 out["backbone_images_per_train_image"] = seen[0] / len(train)
         else:
             out.update(_fit_in_turns(model, train))
-    out["rss_fit_gb"] = monitor.summary()["peak_rss_mb"] / 1024
+    out["rss_fit_gb"] = monitor.summary().peak_rss_mb / 1024
     out["state"] = asdict(model.state_summary())  # the memory bank, PaDiM's Gaussians...
     out["fit_notes"] = model.fit_notes
 

@@ -1,6 +1,6 @@
 """Helpers for the harness tests: tiny datasets decoded for the runner, misbehaving methods.
 
-``write_layout`` is conftest's ``make_layout`` factory, re-exported for module-scoped fixtures.
+``write_layout`` is :mod:`factories`' layout writer, re-exported for module-scoped fixtures.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conftest import _write_layout as write_layout  # noqa: F401 - re-exported
+from factories import write_layout  # noqa: F401 - re-exported
 
 from baselines.base import Train
 from baselines.training import Progress
-from leaderboard import choices, data
 from leaderboard.dummy import PixelStats
-from leaderboard.plan import MethodPlan, plan_methods
 from leaderboard.registry import METHODS, MethodEntry
-from leaderboard.runner import RunOptions
+from leaderboard.running import choices, data
+from leaderboard.running.plan import MethodPlan, plan_methods
+from leaderboard.running.runner import RunOptions
 
 #: a small set in the official layout, with masks, big enough for every metric
 COUNTS = {

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from cadsd import layout
+from cadsd.format import layout
 
 if TYPE_CHECKING:
     from rich.console import Console

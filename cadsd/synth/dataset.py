@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cadsd import cache, layout
 from cadsd.errors import CadsdError
 from cadsd.files import swap_into_place
+from cadsd.format import cache, layout
 from cadsd.synth import anomalies, render
 from cadsd.synth.scene import Scene, sample_scene
 
@@ -135,7 +135,7 @@ def generate(
     """Write a synthetic CAD-SD to ``out`` and return its path.
 
     Layout: ``train/0_good``, ``test/<folder>`` for the five categories of
-    :data:`cadsd.layout.CATEGORIES`, and ``ground_truth/<folder>/<stem>_mask.png`` (0/255) for
+    :data:`cadsd.format.layout.CATEGORIES`, and ``ground_truth/<folder>/<stem>_mask.png`` (0/255) for
     the four anomaly folders. A non-empty ``out`` is refused unless ``overwrite``.
     """
     plan = _check_counts(counts)
@@ -215,7 +215,7 @@ def is_complete(root: str | Path, counts: str = "paper") -> bool:
 
 
 def settings(seed: int, counts: str, size: int) -> dict:
-    """What :data:`cadsd.layout.SYNTH_MARKER` records about a set drawn with these settings."""
+    """What :data:`cadsd.format.layout.SYNTH_MARKER` records about a set drawn with these settings."""
     return {
         "generator": "cadsd synth",
         "render_version": RENDER_VERSION,

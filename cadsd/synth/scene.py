@@ -112,7 +112,7 @@ def sample_camera(rng: np.random.Generator) -> Camera:
 
 
 def sample_scene(rng: np.random.Generator, category: str) -> Scene:
-    """Pose, nuts and camera of one image of ``category`` (a name of cadsd.layout.CATEGORIES).
+    """Pose, nuts and camera of one image of ``category`` (a name of cadsd.format.layout.CATEGORIES).
 
     Normal, scratch and paint images carry one nut; over-coupling a second nut on the other end
     (own depth and rotation); lacking none. The defect itself is drawn by

@@ -121,7 +121,7 @@ def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
         "file_name": Value("string"),
         **({"mask": Image()} if with_mask else {}),
     })
-    from cadsd.hf import split_dataset
+    from cadsd.format.hf import split_dataset
 
     mask_of = (lambda s: union_mask(s.masks) if s.masks else None) if with_mask else None
     return DatasetDict({split: split_dataset([s for s in samples if s.split == split], feats,

@@ -1,6 +1,6 @@
 """``cadsd download --dataset NAME``: get MVTec AD, BTAD or MVTec LOCO AD into the cache.
 
-The same machinery as CAD-SD's (:mod:`cadsd.download`): the official archive is fetched into a
+The same machinery as CAD-SD's (:mod:`cadsd.getting.download`): the official archive is fetched into a
 kept staging folder (HTTP Range resume), checked against its published sha256, extracted
 safely (no absolute paths, no ``..``, no links out, size limits), its categories checked, a
 checksum manifest written, and only then renamed into ``$CADSD_CACHE/<name>``. A copy obtained
@@ -15,13 +15,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cadsd.archive import Limits, archive_kind, extract
-from cadsd.cache import cache_root
-from cadsd.download import _stage_for
 from cadsd.errors import CadsdError, DownloadError, LayoutError
-from cadsd.fetch import Offline, Policy, fetch_url
 from cadsd.files import sha256_file, swap_into_place
-from cadsd.manifest import MANIFEST_NAME, write_manifest
+from cadsd.format.cache import cache_root
+from cadsd.getting.archive import Limits, archive_kind, extract
+from cadsd.getting.download import _stage_for
+from cadsd.getting.fetch import Offline, Policy, fetch_url
+from cadsd.getting.manifest import MANIFEST_NAME, write_manifest
 from cadsd.zoo.base import Benchmark, check_copy
 
 

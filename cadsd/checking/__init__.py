@@ -1,0 +1,1 @@
+"""Checking a copy: the layout, counts and every image (decodable, size, mode), and the report."""

@@ -1,0 +1,1 @@
+"""Publishing: the dataset card and `cadsd push` to the Hugging Face Hub."""

@@ -1,0 +1,18 @@
+"""The result record (:mod:`.schema`, one typed definition) and its files (:mod:`.store`)."""
+
+from leaderboard.records.schema import SCHEMA, SCHEMA_VERSION, Record
+from leaderboard.records.store import (
+    MAPS_DIR,
+    MODELS_DIR,
+    RECORDS_DIR,
+    cell_id,
+    load_records,
+    parse_record,
+    read_record,
+    record_path,
+    write_record,
+)
+
+__all__ = ["MAPS_DIR", "MODELS_DIR", "RECORDS_DIR", "SCHEMA", "SCHEMA_VERSION", "Record",
+           "cell_id", "load_records", "parse_record", "read_record", "record_path",
+           "write_record"]

@@ -1,0 +1,30 @@
+"""``results.csv``: one row per cell, numbers at full precision (AUROC as fractions).
+
+A pure function of the result records, like the markdown tables: ``pandas.json_normalize`` of
+each record's summary (:meth:`~leaderboard.records.schema.Record.summary_dict`: the record
+without its per-image scores and training log), so a column is a record field's dotted path
+(``metrics.image_auroc.category.lacking.ci.low``) and a new field gets a column by itself. Lists
+(a memory bank's shape, load averages) are written as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+
+from leaderboard.records.schema import Record
+
+
+def results_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """One row per cell, one column per (dotted) record field."""
+    frame = pd.json_normalize([r.summary_dict() for r in records], sep=".")
+    return frame.map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+
+
+def render_csv(records: Sequence[Record]) -> str:
+    """``results.csv``: one row per cell; numbers at full precision."""
+    if not records:
+        return ""
+    return results_frame(records).to_csv(index=False, lineterminator="\n")

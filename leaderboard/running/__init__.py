@@ -1,0 +1,1 @@
+"""Running the benchmark: plan the cells, decode the data, fit and measure each cell, score it."""

@@ -1,0 +1,138 @@
+"""`bench run` as one importable function: resolve choices, decode data, run cells, write outputs.
+
+Every check that can fail on user input (method names, device, budget, ``--param`` keys and
+values, backbone and its weights, dataset path, a test split without anomalies, undecodable
+images) runs before the run folder is created, so a mistake leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baselines.device import resolve_device
+from leaderboard import registry
+from leaderboard.errors import UsageError
+from leaderboard.records import Record
+from leaderboard.reporting.report import write_outputs
+from leaderboard.running import choices, data, environment, plan
+from leaderboard.running.progress import Reporter
+from leaderboard.running.runner import RunOptions, run
+
+
+@dataclass
+class BenchResult:
+    """What a run produced: its records, output files and wall time."""
+
+    out: Path
+    records: list[Record]
+    files: dict[str, Path]
+    wall_s: float
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.records if not r.ok]
+
+
+def bench_run(
+    *,
+    methods: str = "all",
+    suite: str | None = None,
+    dataset: str = "auto",
+    backbone: str = "auto",
+    weights: str = "imagenet",
+    seeds: str = "0",
+    shots: str | None = None,
+    device: str = "auto",
+    budget: str = "auto",
+    out: str | Path | None = None,
+    force: bool = False,
+    save_models: bool = False,
+    params: tuple[str, ...] | list[str] = (),
+    echo: Callable[[str], None] = print,
+    reporter: Callable[[], Reporter] = Reporter,
+    decode_progress: Callable[[str, int], Callable[[], None]] | None = None,
+    registry_: Mapping[str, registry.MethodEntry] | None = None,
+    probe: Callable[[], bool] = choices.online,
+    executor: str = "local",
+    ray_address: str | None = None,
+    **options: Any,
+) -> BenchResult:
+    """Run ``methods`` x ``seeds`` on ``dataset``; see ``bench run --help`` for the options.
+
+    Everything a user can get wrong is checked before the run folder is made, in this order:
+    method names, seeds, device, budget and ``--param`` keys and values (usage errors exit 2),
+    the dataset (found, usable), each backbone and its weights (resolved once), and every image
+    decoded for every input the methods ask for. ``options`` go to
+    :class:`~leaderboard.running.runner.RunOptions` (e.g. ``resamples``). ``decode_progress(what,
+    total)`` returns a per-image tick for decoding.
+    """
+    t0 = time.perf_counter()
+    reg = registry_ if registry_ is not None else registry.METHODS
+    if suite is not None and methods != "all":
+        raise UsageError(f"--suite {suite} chooses the methods itself: drop --methods {methods}")
+    names = registry.suite(suite, reg) if suite is not None else registry.select(methods, reg)
+    seed_list = choices.parse_seeds(seeds)
+    shot_list = choices.parse_shots(shots)
+    dev = str(resolve_device(device))  # a DeviceError exits 1 naming the fix
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor {executor!r}: choose local or ray")
+    if executor == "ray":
+        from leaderboard.running.ray_executor import check_available
+
+        check_available()
+    chosen_budget = plan.resolve_budget(budget, dev)
+    plans = plan.plan_methods(names, reg, params, chosen_budget)
+    datasets = data.resolve_all(dataset, echo)
+    first = data.load(datasets[0])
+    sizes = {datasets[0].name: len(first.train_rows)}
+    plans = choices.resolve_backbones(backbone, weights, plans, echo, probe=probe)
+    for line in plan.budget_lines(plans, chosen_budget, dev, sizes[datasets[0].name],
+                                  lambda: environment.gemm_gflops(dev)):
+        echo(line)
+    too_many = [k for k in shot_list if k is not None and k > sizes[datasets[0].name]]
+    if too_many:
+        raise UsageError(f"--shots {shots}: the training split has {sizes[datasets[0].name]} "
+                         "images")
+    for spec in dict.fromkeys(p.input for p in plans):
+        _decode(first, spec, decode_progress)
+    tag = choices.run_tag(plans)
+    name = datasets[0].benchmark or datasets[0].name
+    out_dir = Path(out) if out is not None else choices.default_out(name, tag)
+    opts = RunOptions(plans=plans, seeds=seed_list, device=dev, out=out_dir, budget=chosen_budget,
+                      force=force, save_models=save_models, shots=shot_list,
+                      datasets=[d.name for d in datasets], executor=executor,
+                      ray_address=ray_address, **options)
+    ui = reporter()
+    records = []
+    try:
+        for i, resolved in enumerate(datasets):
+            if i:  # the next category replaces the last: one's decoded images at a time
+                first = data.load(resolved)
+                for spec in dict.fromkeys(p.input for p in plans):
+                    _decode(first, spec, decode_progress)
+            records += run(first, opts, ui)
+    finally:
+        ui.close()
+    files = write_outputs(out_dir)
+    return BenchResult(out=out_dir, records=records, files=files,
+                       wall_s=time.perf_counter() - t0)
+
+
+def _decode(bench_data: data.BenchData, spec: Any,
+            decode_progress: Callable[[str, int], Callable[[], None]] | None) -> None:
+    """Decode both splits for ``spec`` now (a bad image fails here, before any file is made)."""
+    ticks: dict[str, Callable[[], None]] = {}
+
+    def start(total: int) -> None:
+        if decode_progress is not None:
+            ticks["tick"] = decode_progress(f"decoding images ({spec.describe()})", total)
+
+    bench_data.view(spec, start=start, tick=lambda: ticks.get("tick", _noop)())
+
+
+def _noop() -> None:
+    pass

@@ -1,0 +1,85 @@
+"""`--executor ray` on a real local Ray cluster (started here, stopped at the end): the same
+scores and leaderboard as the local executor; a worker that dies mid-cell leaves no partial
+record and a rerun completes the cell; without Ray, a clear message."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from harness_fixtures import COUNTS, registry_with, write_layout
+
+from leaderboard.errors import BenchError
+from leaderboard.records import read_record
+from leaderboard.running.bench import bench_run
+
+ray = pytest.importorskip("ray")
+TESTS = str(Path(__file__).parents[1])  # the shared helpers
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
+
+
+def _run(root: Path, out: Path, methods: str, executor: str, **kw: object):
+    return bench_run(methods=methods, dataset=str(root), backbone="mobilenet_v2", out=out,
+                     executor=executor, echo=lambda line: None, resamples=100, warmup=1, **kw)
+
+
+def _scores(out: Path) -> dict[str, list[float]]:
+    return {p.name: [s.score for s in read_record(p).scores]
+            for p in sorted((out / "records").glob("*.json"))}
+
+
+@pytest.mark.slow
+def test_ray_gives_the_local_scores_and_leaderboard(cluster: None, root: Path,
+                                                    tmp_path: Path) -> None:
+    local = _run(root, tmp_path / "local", "patchcore,dummy", "local")
+    remote = _run(root, tmp_path / "ray", "patchcore,dummy", "ray")
+    assert not local.failed and not remote.failed
+    assert _scores(tmp_path / "local") == _scores(tmp_path / "ray")
+    table = lambda out: (out / "leaderboard.md").read_text().split("## Table 4")[0].split(
+        "| Date |")[1].split("\n", 1)[1]
+    assert table(tmp_path / "local") == table(tmp_path / "ray")  # timings and dates aside
+    rec = read_record(next((tmp_path / "ray" / "records").glob("*patchcore*")))
+    assert rec.environment.host and rec.ok
+    rerun = _run(root, tmp_path / "ray", "patchcore,dummy", "ray")
+    assert [r.environment.started_at for r in rerun.records] == [
+        r.environment.started_at for r in remote.records]  # finished cells are kept
+
+
+@pytest.mark.slow
+def test_a_dying_worker_leaves_no_record_and_a_rerun_completes(cluster: None, root: Path,
+                                                               tmp_path: Path) -> None:
+    marker = tmp_path / "die-once"
+    marker.write_text("")
+    reg = registry_with(dying="harness_fixtures:DiesOnce")
+    out = tmp_path / "run"
+    first = _run(root, out, "dying,dummy", "ray", registry_=reg, params=[f"dying.marker={marker}"])
+    names = sorted(p.name for p in (out / "records").glob("*.json"))
+    assert names == ["cadsd__dummy__seed0.json"]  # the killed cell wrote nothing at all
+    assert not list((out / "maps").glob("*dying*"))
+    assert len(first.records) == 1 and not marker.exists()
+    again = _run(root, out, "dying,dummy", "ray", registry_=reg, params=[f"dying.marker={marker}"])
+    assert sorted(r.cell.id for r in again.records) == ["cadsd__dummy__seed0",
+                                                        "cadsd__dying__seed0"]
+    assert all(r.ok for r in again.records)
+
+
+def test_without_ray_the_message_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                     root: Path, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(BenchError, match=r"pip install 'cadsd-bench\[ray\]'"):
+        _run(root, tmp_path / "x", "dummy", "ray")
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,75 @@
+"""The result record's files: version-1 records (stops 1-10) are migrated on reading and give
+the leaderboard their own code rendered; newer, foreign and malformed files are refused with a
+message that says what to do; a record round-trips through its JSON file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from leaderboard.errors import BenchError
+from leaderboard.records import SCHEMA_VERSION, load_records, parse_record, read_record
+from leaderboard.reporting.results_csv import render_csv
+from leaderboard.reporting.tables import render_markdown
+
+#: records written by stop 10's code (schema version 1) on the synthetic CAD-SD by
+#: `make bench`, per-image scores cut to one image per type, and the leaderboard that code
+#: rendered from them
+V1 = Path(__file__).parent / "data" / "records_v1"
+PLOTS = ["plots/roc.png", "plots/gallery.png", "plots/training.png"]
+
+
+def test_version_1_records_render_the_leaderboard_their_code_rendered() -> None:
+    records = load_records(V1)
+    assert [r.method.name for r in records] == ["padim", "patchcore", "sa_patchcore",
+                                                "sa_patchcore_eq4", "patchsvdd", "cs_flow"]
+    assert all(r.schema_version == SCHEMA_VERSION for r in records)
+    assert render_markdown(records, PLOTS) == (V1 / "leaderboard.md").read_text()
+    svdd = next(r for r in records if r.method.name == "patchsvdd")
+    assert svdd.training.verdict and svdd.input.resample == "bicubic"
+    assert svdd.method.target == "baselines.patchsvdd:PatchSVDD"
+    assert render_csv(records).count("\n") == len(records) + 1
+
+
+def _v1(name: str = "synthetic__padim__seed0.json") -> dict:
+    return json.loads((V1 / "records" / name).read_text())
+
+
+def test_migration_moves_every_version_1_field() -> None:
+    old = _v1()
+    rec = parse_record(old)
+    assert rec.cell.seed == old["seed"] and rec.cell.train_files is None
+    assert rec.metrics.image_auroc.all.ci.low == old["metrics"]["image_auroc"]["all"]["ci"][0]
+    assert rec.metrics.image_auroc.average["local"].ci.high == \
+        old["metrics"]["image_auroc"]["average"]["local"]["ci"][1]
+    assert rec.dataset.decode_ms_per_image == old["timing"]["decode_ms_per_image"]
+    assert rec.input.describe() == old["input"]["description"]
+    again = parse_record(json.loads(json.dumps(rec.to_json_dict())))
+    assert again == rec  # the migrated record is a valid current one
+
+
+def test_newer_foreign_and_malformed_files_are_refused(tmp_path: Path) -> None:
+    newer = {**_v1(), "schema_version": SCHEMA_VERSION + 1}
+    with pytest.raises(BenchError, match="upgrade cadsd-bench"):
+        parse_record(newer)
+    with pytest.raises(BenchError, match="not a cadsd-bench result record"):
+        parse_record({"cell": {}})
+    bad = _v1()
+    bad["timing"]["latency_ms"]["mean"] = "fast"
+    with pytest.raises(BenchError, match=r"malformed version-1 record .*latency_ms\.mean"):
+        parse_record(bad)
+    extra = _v1()
+    extra["memory"]["surprise"] = 1
+    with pytest.raises(BenchError, match="surprise"):
+        parse_record(extra)
+    folder = tmp_path / "run"
+    shutil.copytree(V1, folder)
+    (folder / "records" / "broken.json").write_text("{")
+    with pytest.raises(BenchError, match="cannot read result record"):
+        load_records(folder)
+    with pytest.raises(BenchError, match="not a `bench run` output folder"):
+        load_records(tmp_path)
+    assert read_record(V1 / "records" / "synthetic__padim__seed0.json").ok

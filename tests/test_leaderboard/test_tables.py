@@ -1,0 +1,125 @@
+"""Tables are pure functions of the records: every number in leaderboard.md and results.csv
+equals the one recomputed from the records' per-image scores; paper numbers appear only for
+the real CAD-SD; synthetic runs say so."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from harness_fixtures import COUNTS, load, options, registry_with, write_layout
+from sklearn.metrics import roc_auc_score
+
+from leaderboard.records import Record
+from leaderboard.reporting.results_csv import render_csv
+from leaderboard.reporting.tables import render_markdown
+from leaderboard.running import runner
+from leaderboard.running.progress import Reporter
+
+EXTRA = registry_with(exploding="harness_fixtures:Exploding")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+    tmp = tmp_path_factory.mktemp("tables")
+    data = load(write_layout(tmp, counts=COUNTS, size=40, masks=True), kind="synthetic")
+    opts = options(tmp / "run", ["dummy", "exploding"], seeds=[0, 1], registry=EXTRA)
+    return runner.run(data, opts, Reporter())
+
+
+def _recompute(rec: Record) -> dict[str, float]:
+    y = np.array([r.label for r in rec.scores])
+    s = np.array([r.score for r in rec.scores])
+    cats = np.array([r.category for r in rec.scores])
+    out = {"all": roc_auc_score(y, s)}
+    for c in set(cats) - {"good"}:
+        sel = (cats == "good") | (cats == c)
+        out[c] = roc_auc_score(y[sel], s[sel])
+    return out
+
+
+def _row(md: str, label: str) -> str:
+    return next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+
+
+def test_csv_equals_recomputed_from_records(records: list[Record]) -> None:
+    rows = list(csv.DictReader(io.StringIO(render_csv(records))))
+    assert len(rows) == len(records) == 4
+    by_id = {(r.method.name, r.seed): r for r in records}
+    img = "metrics.image_auroc"
+    for row in rows:
+        rec = by_id[(row["method.name"], int(row["cell.seed"]))]
+        if not rec.ok:
+            assert row["status"] == "failed" and "boom" in row["error"]
+            assert row[f"{img}.all.auroc"] == ""
+            continue
+        expect = _recompute(rec)
+        assert float(row[f"{img}.all.auroc"]) == pytest.approx(expect["all"], abs=1e-12)
+        assert float(row[f"{img}.all.ci.low"]) == rec.metrics.image_auroc.all.ci.low
+        for c in ("scratch", "paint", "over_coupling", "lacking"):
+            assert float(row[f"{img}.category.{c}.auroc"]) == pytest.approx(expect[c], abs=1e-12)
+        avg = (expect["over_coupling"] + expect["lacking"]) / 2
+        assert float(row[f"{img}.average.co_occurrence.auroc"]) == pytest.approx(avg, abs=1e-12)
+        assert float(row["timing.latency_ms.mean"]) == rec.timing.latency_ms.mean
+        assert json.loads(row["memory.load_avg_after"]) == rec.memory.load_avg_after
+    assert "scores" not in rows[0] and "training.log" not in rows[0]
+
+
+def test_markdown_single_seed_numbers_trace_to_the_record(records: list[Record]) -> None:
+    rec = next(r for r in records if r.ok and r.seed == 0)
+    md = render_markdown([rec])
+    expect = _recompute(rec)
+    ci = rec.metrics.image_auroc.all.ci
+    assert f"| dummy | none (from scratch) | {100 * expect['all']:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}] |" in md
+    for c, label in (("scratch", "Scratch"), ("lacking", "Lacking")):
+        assert _row(md, label).startswith(f"| {label} | {100 * expect[c]:.1f} [")
+    avg = (expect["scratch"] + expect["paint"]) / 2
+    assert _row(md, "**Average (local)**").startswith(f"| **Average (local)** | {100 * avg:.1f} [")
+    lat = rec.timing.latency_ms
+    table4 = md.split("## Table 4")[1]
+    assert f"| dummy | {lat.mean:.1f} / {lat.median:.1f} / {lat.p95:.1f}" in table4
+
+
+def test_markdown_several_seeds_mean_and_std(records: list[Record]) -> None:
+    md = render_markdown(records)
+    ok = [r for r in records if r.ok]
+    values = [_recompute(r)["paint"] for r in ok]
+    mean, std = np.mean(values), np.std(values, ddof=1)
+    assert _row(md, "Paint") == f"| Paint | {100 * mean:.1f} ± {100 * std:.1f} |"
+    assert "## Failed cells" in md and "boom" in md
+    assert md == render_markdown(records)  # pure: no clock, no randomness
+
+
+def test_synthetic_is_labelled_and_never_shows_paper_numbers(records: list[Record]) -> None:
+    fake = copy.deepcopy([r for r in records if r.ok])
+    for r in fake:
+        r.method.name = "patchcore"
+    md = render_markdown(fake)
+    assert "SYNTHETIC CAD-SD" in md and "NOT the paper's data" in md
+    assert "paper" not in md.split("## Table 2")[1].split("## Notes")[0]
+    assert "83.5" not in md and "99.6" not in md
+
+
+def test_real_cadsd_shows_paper_numbers_beside_ours(records: list[Record]) -> None:
+    fake = copy.deepcopy([r for r in records if r.ok and r.seed == 0])
+    for r in fake:
+        r.method.name = "sa_patchcore"
+        r.dataset.kind = "cadsd"
+    md = render_markdown(fake)
+    assert "the real CAD-SD" in md and "SYNTHETIC" not in md
+    assert _row(md, "sa_patchcore").endswith(" 97.6 |")  # Table 2 paper column
+    assert "· paper 92.9" in _row(md, "Lacking")
+    assert "· paper 96.3" in _row(md, "**Average (co-occurrence)**")  # (99.7 + 92.9) / 2
+    assert "| 25.0 |" in md.split("## Table 4")[1]
+
+
+def test_custom_dataset_is_not_called_cadsd(records: list[Record]) -> None:
+    fake = copy.deepcopy(records)
+    for r in fake:
+        r.dataset.kind = "custom"
+    md = render_markdown(fake)
+    assert "not the real CAD-SD" in md and "· paper" not in md
