@@ -14,6 +14,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -106,6 +107,21 @@ def _copy(src: BinaryIO, target: Path, declared: int, budget: list[int], member:
             f.write(block)
 
 
+def _write_members(out: Path, members: list[tuple[PurePosixPath, str, int | None,
+                                                  Callable[[], BinaryIO]]],
+                   limits: Limits) -> None:
+    """Write checked members ``(path, name in the archive, declared size or None for a
+    folder, open)`` under ``out``, all of them within one budget of bytes."""
+    budget = [limits.max_total_bytes]
+    for rel, name, size, open_ in members:
+        target = _target(out, rel)
+        if size is None:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        with open_() as src:
+            _copy(src, target, size, budget, name)
+
+
 def _extract_zip(archive: Path, out: Path, limits: Limits) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
@@ -128,14 +144,8 @@ def _extract_zip(archive: Path, out: Path, limits: Limits) -> None:
             plan.append((info, rel))
         total = sum(i.file_size for i in infos)
         _check_totals(archive.name, total, archive.stat().st_size, len(infos), limits)
-        budget = [limits.max_total_bytes]
-        for info, rel in plan:
-            target = _target(out, rel)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            with zf.open(info) as src:
-                _copy(src, target, info.file_size, budget, info.filename)
+        _write_members(out, [(rel, info.filename, None if info.is_dir() else info.file_size,
+                              lambda info=info: zf.open(info)) for info, rel in plan], limits)
 
 
 def _link_reason(member: tarfile.TarInfo, rel: PurePosixPath) -> str:
@@ -165,17 +175,18 @@ def _extract_tar(archive: Path, out: Path, limits: Limits) -> None:
             if len(members) > limits.max_members or total > limits.max_total_bytes:
                 break  # _check_totals names the problem
         _check_totals(archive.name, total, archive.stat().st_size, len(members), limits)
-        budget = [limits.max_total_bytes]
-        for member, rel in members:
-            target = _target(out, rel)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            src = tf.extractfile(member)
-            if src is None:
-                raise DownloadError(f"{member.name}: cannot be read")
-            with src:
-                _copy(src, target, member.size, budget, member.name)
+
+        def opener(member: tarfile.TarInfo) -> Callable[[], BinaryIO]:
+            def open_() -> BinaryIO:
+                src = tf.extractfile(member)
+                if src is None:
+                    raise DownloadError(f"{member.name}: cannot be read")
+                return src
+
+            return open_
+
+        _write_members(out, [(rel, m.name, None if m.isdir() else m.size, opener(m))
+                             for m, rel in members], limits)
 
 
 def extract(archive: str | Path, out: str | Path, limits: Limits | None = None) -> Path:

@@ -324,7 +324,7 @@ class Record:
         return out
 
 
-_CONFIG = dacite.Config(strict=True, cast=[tuple])
+_CONFIG = dacite.Config(strict=True)
 
 
 def from_json_dict(data: dict[str, Any]) -> Record:

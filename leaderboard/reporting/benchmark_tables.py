@@ -13,28 +13,28 @@ from typing import Any
 import numpy as np
 
 from leaderboard.records.schema import Record
-from leaderboard.reporting.tables import (
-    _backbone_text,
-    _budget_text,
-    _input_text,
-    _pct,
-    _per_method,
+from leaderboard.reporting.cells import (
+    backbone_text,
+    budget_text,
     by_method,
     code_text,
     device_text,
-    failures,
     has_pixel_metrics,
     image_entry,
+    input_text,
     last_finished,
     libraries_text,
     mean_of,
+    pct,
+    per_method,
     pixel_value,
     pooled,
     row_label,
     seeds_text,
-    training_table,
     whole,
 )
+from leaderboard.reporting.studies import training_table
+from leaderboard.reporting.tables import failures
 from leaderboard.running.metrics import aggregate
 
 
@@ -63,7 +63,7 @@ def _auroc(pick: Any) -> Callable[[Record], float | None]:
 
 
 def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else _pct(v)
+    return "n/a" if v is None else pct(v)
 
 
 def _table(title: str, methods: list[str], categories: list[str], cell: Any,
@@ -112,9 +112,9 @@ def render_benchmark(records: Sequence[Record], plots: Sequence[str] = ()) -> st
         ("Benchmark", f"{bench.title} ({bench.citation}) from `{ok[0].dataset.source}`"),
         ("Licence", bench.license),
         ("Categories", ", ".join(categories)),
-        ("Backbone", _per_method(ok, _backbone_text)),
-        ("Budget", _per_method(ok, _budget_text)),
-        ("Input", _per_method(ok, _input_text)),
+        ("Backbone", per_method(ok, backbone_text)),
+        ("Budget", per_method(ok, budget_text)),
+        ("Input", per_method(ok, input_text)),
         ("Device", device_text(ok)),
         ("Libraries", libraries_text(ok)),
         ("Code", code_text(ok)),

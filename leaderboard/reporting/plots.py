@@ -16,7 +16,7 @@ import numpy as np
 
 from cadsd.files import atomic_write_bytes
 from leaderboard.records.schema import Record
-from leaderboard.reporting.tables import TYPE_LABELS, anomaly_types, by_method
+from leaderboard.reporting.cells import TYPE_LABELS, anomaly_types, by_method
 
 PLOTS_DIR = "plots"
 PLOT_FILES = ("roc.png", "gallery.png", "training.png")

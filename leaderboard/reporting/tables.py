@@ -6,164 +6,43 @@ the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from cadsd.format.layout import CATEGORY_NAMES, GROUP_NAMES
-from leaderboard.records.schema import AUROC, Average, ImageAUROC, Record
+from cadsd.format.layout import GROUP_NAMES
+from leaderboard.records.schema import Record
 from leaderboard.reporting import paper
-from leaderboard.running.metrics import aggregate
-
-#: picks one entry of a record's image AUROC (``whole``, ``per_type("paint")``, ...)
-Pick = Callable[[ImageAUROC], AUROC | Average | None]
-
-#: other processes' CPU use (cores) above which a cell's timing is flagged as taken under load
-LOADED_CORES = 0.25
-TYPE_LABELS = {"good": "Normal", "scratch": "Scratch", "paint": "Paint", "over_coupling": "Over-coupling",
-               "lacking": "Lacking"}
-GROUP_LABELS = {"local": "local", "co_occurrence": "co-occurrence"}
-
-
-def whole(m: ImageAUROC) -> AUROC:
-    """All test images (Table 2)."""
-    return m.all
-
-
-def per_type(c: str) -> Pick:
-    """Normal images vs anomaly type ``c`` (Table 3's rows)."""
-    return lambda m: m.category.get(c)
-
-
-def pooled(g: str) -> Pick:
-    """Normal images vs all of group ``g``'s images."""
-    return lambda m: m.group.get(g)
-
-
-def averaged(g: str) -> Pick:
-    """The mean of group ``g``'s per-type AUROCs (Table 3's Average rows)."""
-    return lambda m: m.average.get(g)
-
-
-def image_entry(record: Record, pick: Pick) -> AUROC | Average | None:
-    """One entry of a record's image AUROC, None for a failed cell or a type it lacks."""
-    return None if record.metrics is None else pick(record.metrics.image_auroc)
-
-
-def by_method(records: Sequence[Record]) -> dict[str, list[Record]]:
-    """Successful records grouped by method (and K for few-shot cells), in record order."""
-    out: dict[str, list[Record]] = {}
-    for r in records:
-        if r.ok:
-            out.setdefault(r.row_key(), []).append(r)
-    return out
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}"
-
-
-def auroc_cell(records: list[Record], pick: Pick) -> str:
-    """One seed: ``97.6 [95.1, 99.0]`` (95% CI); several: ``97.6 ± 0.4`` (std over seeds)."""
-    entries = [image_entry(r, pick) for r in records]
-    if len(records) == 1:
-        e = entries[0]
-        if e is None:
-            return "n/a"
-        return f"{_pct(e.auroc)} [{_pct(e.ci.low)}, {_pct(e.ci.high)}]"
-    agg = aggregate([None if e is None else e.auroc for e in entries])
-    if agg.mean is None:
-        return "n/a"
-    return f"{_pct(agg.mean)} ± {_pct(agg.std)}"
-
-
-def _paper(value: float | None) -> str:
-    return "" if value is None else f" · paper {value:.1f}"
-
-
-def _distinct(records: Sequence[Record], value: Callable[[Record], Any]) -> str:
-    vals = list(dict.fromkeys(str(v) if (v := value(r)) is not None else "n/a"
-                              for r in records))
-    return ", ".join(vals) if vals else "n/a"
-
-
-def _is_real(records: Sequence[Record]) -> bool:
-    return bool(records) and all(r.dataset.kind == "cadsd" for r in records)
-
-
-def anomaly_types(records: Sequence[Record]) -> list[str]:
-    """The anomaly types the records report, in the layout's order."""
-    seen = {c for r in records if r.metrics for c in r.metrics.image_auroc.category}
-    rank = {c: i for i, c in enumerate(CATEGORY_NAMES)}
-    return sorted(seen, key=lambda c: (rank.get(c, len(rank)), c))
-
-
-def _group_of(records: Sequence[Record]) -> dict[str, str]:
-    return {s.category: s.group for r in records for s in r.scores}
-
-
-def row_label(method: str, records: Sequence[Record]) -> str:
-    """A method's row name: with its budget when that is not the paper's settings, so a row
-    trained on a shortened budget never passes for the paper's method."""
-    budgets = {r.method.budget for r in records} - {None, "paper"}
-    return f"{method} (budget {', '.join(sorted(budgets))})" if budgets else method
-
-
-def _per_method(records: Sequence[Record], describe: Callable[[list[Record]], str]) -> str:
-    """``a, b: X; c: Y``: one value per method, methods with the same value grouped."""
-    groups: dict[str, list[str]] = {}
-    for method, recs in by_method(records).items() or {None: list(records)}.items():
-        value = "n/a" if method is None else describe(recs)
-        groups.setdefault(value, []).append(method or "all")
-    return "; ".join(f"{', '.join(ms)}: {v}" if len(groups) > 1 else v for v, ms in groups.items())
-
-
-def _backbone_text(recs: Sequence[Record]) -> str:
-    name = _distinct(recs, lambda r: r.backbone.name)
-    if name in ("n/a", "None"):
-        return "none (trained from scratch)"
-    return (f"{name}, weights {_distinct(recs, lambda r: r.backbone.weights)} "
-            f"(sha256 `{_distinct(recs, lambda r: r.backbone.weights_sha256)}`)")
-
-
-def _budget_text(recs: Sequence[Record]) -> str:
-    budget = _distinct(recs, lambda r: r.method.budget)
-    if budget in ("n/a", "None"):
-        return "none (no training)"
-    changes = recs[0].method.budget_overrides
-    what = ", ".join(f"{k} {v}" for k, v in changes.items())
-    text = f"{budget}" + (f" ({what})" if what else " (the official settings)")
-    extra = recs[0].method.overrides
-    return text + (" + --param " + ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "")
-
-
-def _input_text(recs: Sequence[Record]) -> str:
-    return _distinct(recs, lambda r: r.input.describe() if r.input else None)
-
-
-def device_text(records: Sequence[Record]) -> str:
-    """``cpu (AMD EPYC), torch threads 2``: the devices the cells ran on."""
-    return (f"{_distinct(records, lambda r: r.environment.device)} "
-            f"({_distinct(records, lambda r: r.environment.device_name)}), "
-            f"torch threads {_distinct(records, lambda r: r.environment.threads)}")
-
-
-def libraries_text(records: Sequence[Record]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in records[0].environment.versions.items())
-
-
-def code_text(records: Sequence[Record]) -> str:
-    return f"git {_distinct(records, lambda r: r.environment.git_sha)}"
-
-
-def seeds_text(records: Sequence[Record]) -> str:
-    return ", ".join(str(s) for s in sorted({r.seed for r in records}))
-
-
-def last_finished(records: Sequence[Record]) -> str:
-    """When the last cell ended (ISO time)."""
-    return max(r.environment.finished_at or "" for r in records)
+from leaderboard.reporting.cells import (
+    GROUP_LABELS,
+    LOADED_CORES,
+    TYPE_LABELS,
+    anomaly_types,
+    auroc_cell,
+    averaged,
+    backbone_text,
+    budget_text,
+    by_method,
+    code_text,
+    device_text,
+    distinct,
+    group_of,
+    has_pixel_metrics,
+    input_text,
+    is_real,
+    last_finished,
+    libraries_text,
+    mean_of,
+    paper_note,
+    per_method,
+    per_type,
+    pixel_cell,
+    pooled,
+    row_label,
+    seeds_text,
+    whole,
+)
+from leaderboard.reporting.studies import ablation_tables, few_shot_tables, training_table
 
 
 def header(records: Sequence[Record]) -> list[str]:
@@ -195,9 +74,9 @@ def header(records: Sequence[Record]) -> list[str]:
         ("Fingerprint", ", ".join(f"`{f}`" for f in
                                   dict.fromkeys(r.dataset.fingerprint for r in records))),
         ("Images", f"train {train}; test {test}"),
-        ("Backbone", _per_method(records, _backbone_text)),
-        ("Budget", _per_method(records, _budget_text)),
-        ("Input", _per_method(records, _input_text)),
+        ("Backbone", per_method(records, backbone_text)),
+        ("Budget", per_method(records, budget_text)),
+        ("Input", per_method(records, input_text)),
         ("Device", f"{device_text(records)}, {env.cpu_count} CPUs"),
         ("Machine load", (f"other processes used up to {max(loads):.2f} cores during the cells"
                           if loads else "n/a")),
@@ -205,7 +84,7 @@ def header(records: Sequence[Record]) -> list[str]:
         ("Code", code_text(records)),
         ("Seeds", seeds_text(records)),
         ("Date", f"{last_finished(records)} (the last cell's end)"),
-        ("Timing protocol", _distinct(records, lambda r: r.timing.protocol if r.timing else None)),
+        ("Timing protocol", distinct(records, lambda r: r.timing.protocol if r.timing else None)),
     ]
     lines += ["", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]
     return lines
@@ -219,7 +98,7 @@ def table2(groups: dict[str, list[Record]], real: bool) -> list[str]:
     for method, recs in groups.items():
         pub = (paper.published(method) or {}).get("all") if real else None
         extra = f" {pub:.1f} |" if real and pub is not None else (" |" if real else "")
-        backbone = _distinct(recs, lambda r: r.backbone.name).replace("n/a", "none (from scratch)")
+        backbone = distinct(recs, lambda r: r.backbone.name).replace("n/a", "none (from scratch)")
         lines.append(f"| {row_label(method, recs)} | {backbone} | {auroc_cell(recs, whole)} |"
                      f"{extra}")
     return [*lines, ""]
@@ -228,22 +107,22 @@ def table2(groups: dict[str, list[Record]], real: bool) -> list[str]:
 def table3(groups: dict[str, list[Record]], real: bool) -> list[str]:
     """Per anomaly type, the groups' Average rows (the paper's Table 3), and pooled groups."""
     all_recs = [r for recs in groups.values() for r in recs]
-    group_of = _group_of(all_recs)
+    type_group = group_of(all_recs)
     methods = [row_label(m, recs) for m, recs in groups.items()]
     lines = ["## Table 3: image AUROC (%) per anomaly type (normal vs that type)", "",
              "| Anomaly type | " + " | ".join(methods) + " |",
              "|---|" + "---|" * len(methods)]
     ordered = [g for g in GROUP_NAMES if g != "normal"]
-    ordered += sorted({group_of[c] for c in anomaly_types(all_recs)} - set(ordered))
+    ordered += sorted({type_group[c] for c in anomaly_types(all_recs)} - set(ordered))
     for g in ordered:
-        types = [c for c in anomaly_types(all_recs) if group_of.get(c) == g]
+        types = [c for c in anomaly_types(all_recs) if type_group.get(c) == g]
         for c in types:
-            cells = [auroc_cell(recs, per_type(c)) + _paper(
+            cells = [auroc_cell(recs, per_type(c)) + paper_note(
                 (paper.published(m) or {}).get(c) if real else None)
                 for m, recs in groups.items()]
             lines.append(f"| {TYPE_LABELS.get(c, c)} | " + " | ".join(cells) + " |")
         if types:
-            cells = [auroc_cell(recs, averaged(g)) + _paper(
+            cells = [auroc_cell(recs, averaged(g)) + paper_note(
                 paper.published_average(m, g) if real else None) for m, recs in groups.items()]
             lines.append(f"| **Average ({GROUP_LABELS.get(g, g)})** | " + " | ".join(cells)
                          + " |")
@@ -252,29 +131,6 @@ def table3(groups: dict[str, list[Record]], real: bool) -> list[str]:
         lines.append(f"| {GROUP_LABELS.get(g, g).capitalize()}, pooled | " + " | ".join(cells)
                      + " |")
     return [*lines, ""]
-
-
-def pixel_value(record: Record, category: str | None = None) -> float | None:
-    """Pixel AUROC over all test images, or of one anomaly type; None without masks."""
-    px = record.metrics.pixel_auroc if record.metrics else None
-    if px is None:
-        return None
-    return px.all if category is None else px.category.get(category)
-
-
-def _pixel_cell(records: list[Record], category: str | None = None) -> str:
-    agg = aggregate([pixel_value(r, category) for r in records])
-    if agg.mean is None:
-        return "n/a"
-    return _pct(agg.mean) + (f" ± {_pct(agg.std)}" if agg.n > 1 else "")
-
-
-def mean_of(records: Sequence[Record], value: Callable[[Record], float]) -> float:
-    return float(np.mean([value(r) for r in records]))
-
-
-def has_pixel_metrics(records: Sequence[Record]) -> bool:
-    return any(r.metrics and r.metrics.pixel_auroc for r in records)
 
 
 def pixel_table(groups: dict[str, list[Record]]) -> list[str]:
@@ -287,7 +143,7 @@ def pixel_table(groups: dict[str, list[Record]]) -> list[str]:
              "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
              "|---|---|" + "---|" * len(types)]
     for method, rs in groups.items():
-        cells = [_pixel_cell(rs), *(_pixel_cell(rs, c) for c in types)]
+        cells = [pixel_cell(rs), *(pixel_cell(rs, c) for c in types)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -344,122 +200,6 @@ def mixed_hardware(records: Sequence[Record]) -> list[str]:
              "timed on the same one only."), ""]
 
 
-ATTENTIONS = {"sa_patchcore.model:SAPatchCore": "per-channel attention (official code)",
-              "sa_patchcore.model:SAPatchCoreEq4": "eq. 4 attention"}
-
-
-def _sa_variants(groups: dict[str, list[Record]]) -> dict[str, dict[tuple, str]]:
-    """attention -> (sa_layers, sa_pooling) -> method name, for the SA-PatchCore records."""
-    out: dict[str, dict[tuple, str]] = {}
-    for method, rs in groups.items():
-        attention = ATTENTIONS.get(rs[0].method.target)
-        params = rs[0].method.params
-        if attention and "sa_layers" in params:
-            out.setdefault(attention, {})[(params["sa_layers"], params["sa_pooling"])] = method
-    return out
-
-
-def ablation_tables(groups: dict[str, list[Record]], real: bool) -> list[str]:
-    """The paper's Table 7 (layers into the attention) and Table 8 (pooling before it), from
-    whichever SA-PatchCore variants the run has (``bench run --suite ablations``)."""
-    variants = _sa_variants(groups)
-    if not any(len(v) > 1 for v in variants.values()):
-        return []
-    attentions = list(variants)
-    head = "| " + " | ".join(attentions) + " |" + (" paper |" if real else "")
-    rule = "|---|" + "---|" * (len(attentions) + real)
-    lines: list[str] = []
-    for title, rows, pub in (
-        ("Table 7: which layers go into the self-attention (image AUROC %, all test images)",
-         [("layer3: max-pooled layer3 only (SA-PatchCore)", ("layer3", "max"), "layer3"),
-          ("layer2+layer3: PatchCore's embedding, both average-pooled", ("layer2+layer3", "avg"),
-           "layer2+layer3")], paper.TABLE7),
-        ("Table 8: the pooling before the self-attention (image AUROC %, all test images)",
-         [(f"{p} pooling" if p != "none" else "no pooling", ("layer3", p), p)
-          for p in ("max", "avg", "none")], paper.TABLE8),
-    ):
-        lines += [f"## {title}", "", "| Structure " + head, rule]
-        for label, key, paper_key in rows:
-            cells = []
-            for attention in attentions:
-                method = variants[attention].get(key)
-                cells.append(f"{auroc_cell(groups[method], whole)} (`{method}`)" if method
-                             else "not run")
-            extra = f" {pub[paper_key]:.1f} |" if real else ""
-            lines.append(f"| {label} | " + " | ".join(cells) + f" |{extra}")
-        lines.append("")
-    return lines
-
-
-def few_shot_tables(records: Sequence[Record], real: bool) -> list[str]:
-    """One table per K of a few-shot run: image AUROC all and per type, mean ± std over the
-    seeds (each seed its own subset of K training images) and the mean of their 95% CIs."""
-    ok = [r for r in records if r.ok and r.cell.shots is not None]
-    if not ok:
-        return []
-    types = anomaly_types(ok)
-    lines = []
-    for k in sorted({r.cell.shots for r in ok}):
-        rs = [r for r in ok if r.cell.shots == k]
-        seeds = sorted({r.seed for r in rs})
-        lines += [(f"## Few-shot: K = {k} training images (seeds {', '.join(map(str, seeds))}: "
-                   "one seeded subset each)"), "",
-                  "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
-                  "|---|---|" + "---|" * len(types)]
-        for method, group in by_method(rs).items():
-            cells = [_seed_cell(group, whole), *(_seed_cell(group, per_type(c)) for c in types)]
-            lines.append(f"| {row_label(method.split(' @ ')[0], group)} | " + " | ".join(cells) + " |")
-        if real and k in paper.FEW_SHOT:
-            for name, value, source in paper.FEW_SHOT[k]:
-                lines.append(f"| {name} (published) | {value:.1f} · {source} |" + " |" * len(types))
-        lines.append("")
-    first = min(x.seed for x in ok)
-    bank = [f"{r.row_key()}: bank {' x '.join(map(str, r.model.memory_bank))}"
-            for r in ok if r.model.memory_bank and r.seed == first]
-    lines += ["- Few-shot cells keep every method's settings: the memory-bank methods keep the "
-              "paper's 1% coreset of the K images' patches (" + "; ".join(bank[:6]) + "), the "
-              "trained methods their budget's epochs (CS-Flow) or steps (Patch SVDD). "
-              "Cells: mean ± std over seeds, then the mean of the seeds' bootstrap 95% CIs.", ""]
-    return lines
-
-
-def _seed_cell(records: list[Record], pick: Pick) -> str:
-    entries = [e for r in records if (e := image_entry(r, pick)) is not None]
-    if not entries:
-        return "n/a"
-    agg = aggregate([e.auroc for e in entries])
-    lo = float(np.mean([e.ci.low for e in entries]))
-    hi = float(np.mean([e.ci.high for e in entries]))
-    spread = f" ± {_pct(agg.std)}" if len(entries) > 1 else ""
-    return f"{_pct(agg.mean)}{spread} [{_pct(lo)}, {_pct(hi)}]"
-
-
-def training_table(groups: dict[str, list[Record]]) -> list[str]:
-    """Trained methods: budget, how long they trained, the loss at the start and the end, and
-    a warning when training ended before the model learned anything measurable."""
-    trained = {m: rs for m, rs in groups.items() if rs[0].training is not None}
-    if not trained:
-        return []
-    lines = ["## Training (trained methods; fixed budget, the test set never seen)", "",
-             "| Method | budget | logged | loss first → last | fit s | verdict |",
-             "|---|---|---|---|---|---|"]
-    warnings = []
-    for method, rs in trained.items():
-        training = rs[0].training
-        log, unit = training.log, training.unit()
-        span = f"{unit} {int(log[-1][unit])}" if log else "-"
-        loss = (f"{log[0]['loss']:.4g} → {log[-1]['loss']:.4g}" if log and "loss" in log[0]
-                else "-")
-        verdicts = list(dict.fromkeys(r.training.verdict for r in rs
-                                      if r.training and r.training.verdict))
-        lines.append(f"| {row_label(method, rs)} | {_budget_text(rs)} | {span} | {loss} | "
-                     f"{mean_of(rs, lambda r: r.timing.fit_s):.1f} | "
-                     f"{'⚠ see below' if verdicts else 'ok'} |")
-        warnings += [f"- **{method}**: {v}" for v in verdicts]
-    lines.append("")
-    return lines + warnings + ([""] if warnings else [])
-
-
 def failures(records: Sequence[Record]) -> list[str]:
     """Failed cells and their errors."""
     bad = [r for r in records if not r.ok]
@@ -470,7 +210,7 @@ def failures(records: Sequence[Record]) -> list[str]:
 
 def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[str]:
     """How to read the numbers."""
-    resamples = _distinct([r for r in records if r.ok],
+    resamples = distinct([r for r in records if r.ok],
                           lambda r: r.metrics.image_auroc.bootstrap.resamples)
     lines = [
         "## Notes",
@@ -505,7 +245,7 @@ def render_markdown(records: Sequence[Record], plots: Sequence[str] = ()) -> str
     if is_benchmark(records):
         return render_benchmark(records, plots)
     ok = [r for r in records if r.ok] or list(records)
-    real = _is_real(records)
+    real = is_real(records)
     groups = by_method(records)
     lines = header(ok)
     if groups:

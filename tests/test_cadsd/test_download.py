@@ -14,14 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from cadsd.cli import main
 from cadsd.errors import CadsdError, DownloadError
 from cadsd.format import hf
 from cadsd.format.layout import WRAPPER_NAME
 from cadsd.getting.archive import Limits, extract
 from cadsd.getting.download import download
-from cadsd.getting.fetch import Policy
+from cadsd.getting.fetch import Policy, reachable
 from cadsd.getting.manifest import MANIFEST_NAME, verify
 
 FAST = Policy(retries=3, backoff=0.0, connect_timeout=2.0, read_timeout=5.0)
@@ -33,13 +33,6 @@ def _zip_tree(root: Path, out: Path, prefix: str = "") -> Path:
             if path.is_file():
                 zf.write(path, prefix + path.relative_to(root).as_posix())
     return out
-
-
-def _run_cli(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out + out.err
 
 
 # -- local sources, manifest, verify ----------------------------------------------------------
@@ -62,14 +55,14 @@ def test_zip_download_verify_names_a_flipped_byte(make_layout, small_counts, tmp
     report = verify(dest)
     assert report.changed == [f"test/2_paint/{victim.name}"]
     assert report.extra == ["test/0_good/extra.jpg"] and len(report.missing) == 1
-    code, out = _run_cli(["verify", str(dest)], capsys)
-    assert code == 1 and f"changed  test/2_paint/{victim.name}" in out
+    code, out = run_cli(["verify", str(dest)], capsys)
+    assert code == 1 and f"changed test/2_paint/{victim.name}" in out
 
 
 def test_folder_import_copies_and_count_mismatch_keeps_files(make_layout, tmp_path, capsys):
     root = make_layout(tmp_path / "src", masks=True)
     dest = tmp_path / "dest"
-    code, out = _run_cli(["download", "--source", str(root), "--dest", str(dest)], capsys)
+    code, out = run_cli(["download", "--source", str(root), "--dest", str(dest)], capsys)
     # Small counts differ from the paper's: reported, exit 1, but the complete copy is kept.
     assert code == 1 and "kept" in out and "--expect" in out
     assert hf.fingerprint(dest) == hf.fingerprint(root)
@@ -305,10 +298,21 @@ def test_url_wrong_checksum_is_refused(zipped, tmp_path):
     assert not list(tmp_path.rglob("archive*"))  # the bad file is not kept for a "resume"
 
 
+def test_the_offline_probe_answers_within_its_timeout(zipped) -> None:
+    server = _ZipServer(zipped[1])
+    try:
+        assert reachable(server.url, 2.0)  # any answer counts (this server has no HEAD: 501)
+    finally:
+        server.close()
+    start = time.monotonic()
+    assert not reachable("http://127.0.0.1:9/", 1.0)  # nothing listens on the discard port
+    assert time.monotonic() - start < 2.0
+
+
 def test_offline_url_fails_fast_with_a_clear_message(tmp_path, capsys):
     dest = tmp_path / "dest"
     start = time.monotonic()
-    code, out = _run_cli(
+    code, out = run_cli(
         ["download", "--source", "http://127.0.0.1:9/cadsd.zip", "--dest", str(dest)], capsys
     )
     assert time.monotonic() - start < 10
@@ -385,7 +389,7 @@ def test_gdrive_offline_and_bad_hash(make_layout, tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(gdown, "download_folder", offline)
     monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    code, out = _run_cli(["download"], capsys)
+    code, out = run_cli(["download"], capsys)
     assert code == 1 and "offline" in out and "--source PATH" in out
     assert not (tmp_path / "cache" / "CAD-SD").exists()
     with pytest.raises(CadsdError):

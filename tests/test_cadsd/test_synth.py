@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
-from cadsd.cli import main
 from cadsd.errors import CadsdError
 from cadsd.format import cache, layout
 from cadsd.synth import (
@@ -176,27 +176,19 @@ def test_ensure_synthetic_uses_cache(tmp_path: Path, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []
 
 
-def _exit_code(argv: list[str]) -> int:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    return exc.value.code
-
-
 def test_cli_generate_refuse_force_and_audit(tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "cli")
     args = ["synth", "--out", out, "--counts", "small", "--size", "64", "--workers", "1"]
-    assert _exit_code(args) == 0
+    assert run_cli(args, capsys)[0] == 0
     assert is_complete(out, "small")
-    capsys.readouterr()
-    assert _exit_code(args) == 1
-    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
-    assert "not empty" in err and "--force" in err and "Traceback" not in err
-    assert _exit_code([*args, "--force"]) == 0
+    code, text = run_cli(args, capsys)
+    assert code == 1 and "not empty" in text and "--force" in text
+    assert run_cli([*args, "--force"], capsys)[0] == 0
     expected = 1 if violations(audit(out)) else 0
-    assert _exit_code(["synth", "--audit", out]) == expected
-    assert "mean_saturation" in capsys.readouterr().out
-    assert _exit_code(["synth"]) == 2  # neither --out nor --audit
-    assert _exit_code(["synth", "--audit", str(tmp_path / "missing")]) == 1
+    code, text = run_cli(["synth", "--audit", out], capsys)
+    assert code == expected and "mean_saturation" in text
+    assert run_cli(["synth"], capsys)[0] == 2  # neither --out nor --audit
+    assert run_cli(["synth", "--audit", str(tmp_path / "missing")], capsys)[0] == 1
 
 
 def test_audit_judges_limits_only_with_enough_images(small: Path) -> None:
