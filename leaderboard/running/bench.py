@@ -7,6 +7,7 @@ images) runs before the run folder is created, so a mistake leaves no files behi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,12 @@ def bench_run(
                       ray_address=ray_address, **options)
     ui = reporter()
     records = []
+    stack = contextlib.ExitStack()
     try:
+        if executor == "ray":  # one Ray session for every category of a benchmark
+            from leaderboard.running.ray_executor import session
+
+            stack.enter_context(session(ray_address))
         for i, resolved in enumerate(datasets):
             if i:  # the next category replaces the last: one's decoded images at a time
                 first = data.load(resolved)
@@ -116,6 +122,7 @@ def bench_run(
                     _decode(first, spec, decode_progress)
             records += run(first, opts, ui)
     finally:
+        stack.close()
         ui.close()
     files = write_outputs(out_dir)
     return BenchResult(out=out_dir, records=records, files=files,

@@ -16,6 +16,7 @@ Ray instance is started for the run and stopped after it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,21 @@ def check_available() -> None:
     _ray()
 
 
+@contextlib.contextmanager
+def session(address: str | None) -> Iterator[None]:
+    """Ray for the duration of the block: joined at ``address`` (``--ray-address``) or started
+    locally, and shut down at the end if this block started it. Nested sessions share one."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def _cell_task(data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions,
                shots: int | None, threads: int) -> CellResult:
     import torch
@@ -63,10 +79,7 @@ def run_cells(data: BenchData, todo: list[tuple[MethodPlan, int, int, int | None
     from leaderboard.running.runner import status_line, write_cell
 
     ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=opts.ray_address, log_to_driver=False, include_dashboard=False)
-    try:
+    with session(opts.ray_address):
         threads = torch.get_num_threads()
         need = ({"num_gpus": 1, "num_cpus": 1} if opts.device.startswith("cuda")
                 else {"num_cpus": threads})
@@ -88,6 +101,3 @@ def run_cells(data: BenchData, todo: list[tuple[MethodPlan, int, int, int | None
             record = write_cell(opts.out, result)
             ui.cell_done(cid, status_line(record))
             yield record
-    finally:
-        if started:
-            ray.shutdown()

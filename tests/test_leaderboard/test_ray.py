@@ -83,3 +83,33 @@ def test_without_ray_the_message_says_how_to_install(monkeypatch: pytest.MonkeyP
     with pytest.raises(BenchError, match=r"pip install 'cadsd-bench\[ray\]'"):
         _run(root, tmp_path / "x", "dummy", "ray")
     assert not (tmp_path / "x").exists()
+
+
+def test_one_session_serves_every_category(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_run opens one Ray session around a benchmark's categories; the per-category
+    run_cells inside it joins that session instead of starting and stopping Ray again."""
+    from leaderboard.running import ray_executor
+
+    calls: list[str] = []
+
+    class FakeRay:
+        up = False
+
+        def is_initialized(self) -> bool:
+            return self.up
+
+        def init(self, **kw: object) -> None:
+            calls.append(f"init {kw['address']}")
+            self.up = True
+
+        def shutdown(self) -> None:
+            calls.append("shutdown")
+            self.up = False
+
+    fake = FakeRay()
+    monkeypatch.setattr(ray_executor, "_ray", lambda: fake)
+    with ray_executor.session("ray://head:10001"):
+        for _ in range(3):  # three categories
+            with ray_executor.session("ray://head:10001"):
+                calls.append("cells")
+    assert calls == ["init ray://head:10001", "cells", "cells", "cells", "shutdown"]
