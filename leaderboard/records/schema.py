@@ -21,6 +21,7 @@ from typing import Any
 
 import dacite
 
+from baselines.errors import DetectorError
 from baselines.preprocess import InputSpec
 
 SCHEMA = "cadsd-bench/result"
@@ -332,5 +333,5 @@ def from_json_dict(data: dict[str, Any]) -> Record:
     the first field that does not fit."""
     try:
         return dacite.from_dict(Record, data, config=_CONFIG)
-    except (dacite.DaciteError, TypeError, ValueError) as err:
-        raise ValueError(str(err)) from None
+    except (dacite.DaciteError, DetectorError, TypeError, ValueError) as err:
+        raise ValueError(str(err)) from None  # DetectorError: an InputSpec of bad values

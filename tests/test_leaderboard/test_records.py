@@ -61,6 +61,10 @@ def test_newer_foreign_and_malformed_files_are_refused(tmp_path: Path) -> None:
     bad["timing"]["latency_ms"]["mean"] = "fast"
     with pytest.raises(BenchError, match=r"malformed version-1 record .*latency_ms\.mean"):
         parse_record(bad)
+    spec = _v1()
+    spec["input"]["resample"] = "sideways"
+    with pytest.raises(BenchError, match="unknown resample 'sideways'"):
+        parse_record(spec)
     extra = _v1()
     extra["memory"]["surprise"] = 1
     with pytest.raises(BenchError, match="surprise"):
