@@ -62,12 +62,10 @@ def _auroc(pick: Any) -> Callable[[Record], float | None]:
     return lambda r: None if (e := image_entry(r, pick)) is None else e.auroc
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else pct(v)
-
-
 def _table(title: str, methods: list[str], categories: list[str], cell: Any,
            paper_row: dict[str, float] | None = None) -> list[str]:
+    """One row per category, a column per method row (``methods``: their labels), the mean
+    over categories, and the paper's means (``paper_row``: label -> value) when given."""
     lines = [f"## {title}", "", "| Category | " + " | ".join(methods) + " |",
              "|---|" + "---|" * len(methods)]
     columns: dict[str, list[float]] = {m: [] for m in methods}
@@ -77,15 +75,14 @@ def _table(title: str, methods: list[str], categories: list[str], cell: Any,
             v = cell(m, cat)
             if v is not None:
                 columns[m].append(v)
-            row.append(_fmt(v))
+            row.append(pct(v))
         lines.append(f"| {cat} | " + " | ".join(row) + " |")
-    means = [_fmt(float(np.mean(columns[m])) if len(columns[m]) == len(categories) else None)
+    means = [pct(float(np.mean(columns[m])) if len(columns[m]) == len(categories) else None)
              for m in methods]
     lines.append("| **mean** | " + " | ".join(means) + " |")
     if paper_row is not None:
         lines.append("| paper (mean) | " + " | ".join(
-            f"{paper_row[m.split(' (')[0]]:.1f}" if m.split(" (")[0] in paper_row else ""
-            for m in methods) + " |")
+            f"{paper_row[m]:.1f}" if m in paper_row else "" for m in methods) + " |")
     return [*lines, ""]
 
 
@@ -129,7 +126,9 @@ def render_benchmark(records: Sequence[Record], plots: Sequence[str] = ()) -> st
 
     lines += _table("Image AUROC (%) per category" + (" (the paper's Table 5 / 6)" if official
                                                       else ""),
-                    methods, categories, image, bench.paper if official and bench.paper else None)
+                    methods, categories, image,
+                    ({labels[m]: bench.paper[m] for m in groups if m in bench.paper}
+                     if official and bench.paper else None))
     if "logical" in bench.groups:
         for group in ("logical", "structural"):
             def grouped(m: str, cat: str, group: str = group) -> float | None:

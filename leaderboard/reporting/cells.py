@@ -15,11 +15,9 @@ from leaderboard.records.schema import AUROC, Average, ImageAUROC, Record
 from leaderboard.running.metrics import aggregate
 
 #: picks one entry of a record's image AUROC (``whole``, ``per_type("paint")``, ...)
-
 Pick = Callable[[ImageAUROC], AUROC | Average | None]
 
 #: other processes' CPU use (cores) above which a cell's timing is flagged as taken under load
-
 LOADED_CORES = 0.25
 TYPE_LABELS = {"good": "Normal", "scratch": "Scratch", "paint": "Paint", "over_coupling": "Over-coupling",
                "lacking": "Lacking"}

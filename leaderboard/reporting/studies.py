@@ -82,9 +82,10 @@ def few_shot_tables(records: Sequence[Record], real: bool) -> list[str]:
                    "one seeded subset each)"), "",
                   "| Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types) + " |",
                   "|---|---|" + "---|" * len(types)]
-        for method, group in by_method(rs).items():
+        for group in by_method(rs).values():
             cells = [seed_cell(group, whole), *(seed_cell(group, per_type(c)) for c in types)]
-            lines.append(f"| {row_label(method.split(' @ ')[0], group)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row_label(group[0].method.name, group)} | " + " | ".join(cells)
+                         + " |")
         if real and k in paper.FEW_SHOT:
             for name, value, source in paper.FEW_SHOT[k]:
                 lines.append(f"| {name} (published) | {value:.1f} · {source} |" + " |" * len(types))

@@ -108,14 +108,15 @@ def table3(groups: dict[str, list[Record]], real: bool) -> list[str]:
     """Per anomaly type, the groups' Average rows (the paper's Table 3), and pooled groups."""
     all_recs = [r for recs in groups.values() for r in recs]
     type_group = group_of(all_recs)
+    types_seen = anomaly_types(all_recs)
     methods = [row_label(m, recs) for m, recs in groups.items()]
     lines = ["## Table 3: image AUROC (%) per anomaly type (normal vs that type)", "",
              "| Anomaly type | " + " | ".join(methods) + " |",
              "|---|" + "---|" * len(methods)]
     ordered = [g for g in GROUP_NAMES if g != "normal"]
-    ordered += sorted({type_group[c] for c in anomaly_types(all_recs)} - set(ordered))
+    ordered += sorted({type_group[c] for c in types_seen} - set(ordered))
     for g in ordered:
-        types = [c for c in anomaly_types(all_recs) if type_group.get(c) == g]
+        types = [c for c in types_seen if type_group.get(c) == g]
         for c in types:
             cells = [auroc_cell(recs, per_type(c)) + paper_note(
                 (paper.published(m) or {}).get(c) if real else None)

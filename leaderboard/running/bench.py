@@ -89,17 +89,14 @@ def bench_run(
     plans = plan.plan_methods(names, reg, params, chosen_budget)
     datasets = data.resolve_all(dataset, echo)
     first = data.load(datasets[0])
-    sizes = {datasets[0].name: len(first.train_rows)}
+    n_train = len(first.train_rows)
     plans = choices.resolve_backbones(backbone, weights, plans, echo, probe=probe)
-    for line in plan.budget_lines(plans, chosen_budget, dev, sizes[datasets[0].name],
+    for line in plan.budget_lines(plans, chosen_budget, dev, n_train,
                                   lambda: environment.gemm_gflops(dev)):
         echo(line)
-    too_many = [k for k in shot_list if k is not None and k > sizes[datasets[0].name]]
-    if too_many:
-        raise UsageError(f"--shots {shots}: the training split has {sizes[datasets[0].name]} "
-                         "images")
-    for spec in dict.fromkeys(p.input for p in plans):
-        _decode(first, spec, decode_progress)
+    if any(k is not None and k > n_train for k in shot_list):
+        raise UsageError(f"--shots {shots}: the training split has {n_train} images")
+    _decode(first, plans, decode_progress)
     tag = choices.run_tag(plans)
     name = datasets[0].benchmark or datasets[0].name
     out_dir = Path(out) if out is not None else choices.default_out(name, tag)
@@ -107,31 +104,38 @@ def bench_run(
                       force=force, save_models=save_models, shots=shot_list,
                       datasets=[d.name for d in datasets], executor=executor,
                       ray_address=ray_address, **options)
+    if executor == "ray":  # one Ray session for every category of a benchmark
+        from leaderboard.running.ray_executor import session
+
+        executing: contextlib.AbstractContextManager = session(ray_address)
+    else:
+        executing = contextlib.nullcontext()
     ui = reporter()
     records = []
-    stack = contextlib.ExitStack()
     try:
-        if executor == "ray":  # one Ray session for every category of a benchmark
-            from leaderboard.running.ray_executor import session
-
-            stack.enter_context(session(ray_address))
-        for i, resolved in enumerate(datasets):
-            if i:  # the next category replaces the last: one's decoded images at a time
-                first = data.load(resolved)
-                for spec in dict.fromkeys(p.input for p in plans):
-                    _decode(first, spec, decode_progress)
-            records += run(first, opts, ui)
+        with executing:
+            for i, resolved in enumerate(datasets):
+                if i:  # the next category replaces the last: one's decoded images at a time
+                    first = data.load(resolved)
+                    _decode(first, plans, decode_progress)
+                records += run(first, opts, ui)
     finally:
-        stack.close()
         ui.close()
     files = write_outputs(out_dir)
     return BenchResult(out=out_dir, records=records, files=files,
                        wall_s=time.perf_counter() - t0)
 
 
-def _decode(bench_data: data.BenchData, spec: Any,
+def _decode(bench_data: data.BenchData, plans: list[plan.MethodPlan],
             decode_progress: Callable[[str, int], Callable[[], None]] | None) -> None:
-    """Decode both splits for ``spec`` now (a bad image fails here, before any file is made)."""
+    """Decode both splits now for each input the methods ask for (a bad image fails here,
+    before any file is made)."""
+    for spec in dict.fromkeys(p.input for p in plans):
+        _decode_input(bench_data, spec, decode_progress)
+
+
+def _decode_input(bench_data: data.BenchData, spec: Any,
+                  decode_progress: Callable[[str, int], Callable[[], None]] | None) -> None:
     ticks: dict[str, Callable[[], None]] = {}
 
     def start(total: int) -> None:

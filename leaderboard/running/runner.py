@@ -33,7 +33,6 @@ from leaderboard.records import (
     RECORDS_DIR,
     cell_id,
     read_record,
-    record_path,
     write_record,
 )
 from leaderboard.records.schema import (
@@ -114,8 +113,10 @@ def few_shot_subset(n: int, k: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
-def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, int | None, str, bool]]:
-    """Cells to run as ``(plan, seed, shots, cell id, done)``; refuses a folder of other results.
+def plan(data: BenchData, opts: RunOptions
+         ) -> list[tuple[MethodPlan, int, int | None, str, Record | None]]:
+    """Cells as ``(plan, seed, shots, cell id, its finished record or None)``; refuses a folder
+    of other results.
 
     A run folder holds one dataset and one backbone per method, so its tables never mix them:
     a finished record of other data, or of one of this run's methods on another backbone, is an
@@ -124,14 +125,11 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, int |
     other method settings. Otherwise a finished cell is kept unless ``force``; a failed one is
     retried.
     """
-    cells = []
-    for p in opts.plans:
-        for k in opts.shots:
-            for seed in opts.seeds:
-                cells.append((p, seed, k, cell_id(data.name, p.name, seed, k), False))
-    mine = {cid: p for p, _, _, cid, _ in cells}
+    cells = [(p, seed, k, cell_id(data.name, p.name, seed, k))
+             for p in opts.plans for k in opts.shots for seed in opts.seeds]
+    mine = {cid: p for p, _, _, cid in cells}
     backbones = {p.name: (p.backbone, p.weights) for p in opts.plans}
-    done = set()
+    done: dict[str, Record] = {}
     folder = Path(opts.out) / RECORDS_DIR
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         record = read_record(path)
@@ -154,8 +152,8 @@ def plan(data: BenchData, opts: RunOptions) -> list[tuple[MethodPlan, int, int |
                     f"(budget {record.method.budget}, {record.method.overrides}); pass --force "
                     "to recompute it with these, or a new --out"
                 )
-            done.add(cid)
-    return [(p, s, k, cid, cid in done) for p, s, k, cid, _ in cells]
+            done[cid] = record
+    return [(p, s, k, cid, done.get(cid)) for p, s, k, cid in cells]
 
 
 def _largest(summary: dict[str, list[int]]) -> Buffer | None:
@@ -314,11 +312,12 @@ def run(data: BenchData, opts: RunOptions, ui: Reporter) -> list[Record]:
     opts.out.mkdir(parents=True, exist_ok=True)
     ui.run_start(len(cells))
     order = {m: i for i, m in enumerate(opts.methods)}
-    todo = [(p, seed, order[p.name], shots, cid) for p, seed, shots, cid, done in cells if not done]
+    todo = [(p, seed, order[p.name], shots, cid)
+            for p, seed, shots, cid, finished in cells if finished is None]
     records: dict[str, Record] = {}
-    for _, _, _, cid, done in cells:
-        if done:
-            records[cid] = read_record(record_path(opts.out, cid))
+    for _, _, _, cid, finished in cells:
+        if finished is not None:
+            records[cid] = finished
             ui.cell_done(cid, "skipped (finished earlier)")
     if opts.executor == "ray":
         from leaderboard.running.ray_executor import run_cells

@@ -123,3 +123,25 @@ def test_custom_dataset_is_not_called_cadsd(records: list[Record]) -> None:
         r.dataset.kind = "custom"
     md = render_markdown(fake)
     assert "not the real CAD-SD" in md and "· paper" not in md
+
+
+def test_an_official_benchmark_copy_shows_the_papers_means() -> None:
+    """Every BTAD category present with its published counts: the paper's Table 6 means sit
+    under their methods, whatever the row label (a budget in brackets) says."""
+    from pathlib import Path
+
+    from leaderboard.records import load_records
+
+    stop10 = load_records(Path(__file__).parent / "data" / "records_v1")
+    fake = []
+    for cat in ("01", "02", "03"):
+        for r in copy.deepcopy(stop10):
+            r.dataset.benchmark, r.dataset.category, r.dataset.published_counts = "btad", cat, True
+            fake.append(r)
+    md = render_markdown(fake)
+    assert "BTAD, the official copy" in md
+    cells = [[c.strip() for c in _row(md, label).strip("|").split("|")][1:]
+             for label in ("Category", "paper (mean)")]
+    paper = dict(zip(*cells))
+    assert paper["patchcore"] == "92.3" and paper["cs_flow (budget quick)"] == ""
+    assert paper["sa_patchcore"] == "93.7" and paper["sa_patchcore_eq4"] == paper["padim"] == ""
