@@ -20,11 +20,19 @@ entry per epoch or logging interval of a trained method, empty for the others), 
 
 Images are float RGB in [0, 1], already resized and cropped as :meth:`input_for` says
 (``baselines.preprocess``); each detector applies its own normalisation.
+
+A subclass only has to write ``__init__``, ``fit`` and ``predict`` (``docs/adding-a-method.md``):
+the base class wraps them (:meth:`Detector.__init_subclass__`) so that a finished ``fit`` marks
+the model fitted and records its wall time when the method records no stages itself, and
+``predict`` refuses an unfitted model, runs without autograd and is timed the same way. A class
+without its own ``name`` is named after itself.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +99,17 @@ class Detector(nn.Module):
     fallback_backbone: ClassVar[str | None] = None
     #: images per batch the harness feeds ``fit`` with
     fit_batch_size: ClassVar[int] = 8
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the subclass's own ``fit`` and ``predict`` (see the module docstring), and name
+        a class that sets no ``name`` after itself."""
+        super().__init_subclass__(**kwargs)
+        if cls.name == Detector.name:
+            cls.name = cls.__name__
+        if "fit" in cls.__dict__:
+            cls.fit = _wrap_fit(cls.__dict__["fit"])  # type: ignore[method-assign]
+        if "predict" in cls.__dict__:
+            cls.predict = _wrap_predict(cls.__dict__["predict"])  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         super().__init__()
@@ -263,10 +282,17 @@ class Detector(nn.Module):
             ) from None
         if meta.get("format") != "cadsd-bench-detector":
             raise DetectorError(f"{path} is a safetensors file but not a cadsd-bench detector")
-        module_name, _, qualname = meta["class"].partition(":")
+        module_name, _, qualname = meta.get("class", "").partition(":")
         import importlib
 
-        klass = getattr(importlib.import_module(module_name), qualname)
+        try:
+            klass = getattr(importlib.import_module(module_name), qualname)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise DetectorError(
+                f"{path} holds a model of {meta.get('class')!r}, which cannot be imported here "
+                f"({type(err).__name__}: {err}); install the package that defines it, or put "
+                "its folder on PYTHONPATH"
+            ) from None
         if not issubclass(klass, cls):
             raise DetectorError(f"{path} holds a {qualname}, not a {cls.__name__}")
         config = json.loads(meta["config"])
@@ -289,14 +315,61 @@ class Detector(nn.Module):
         """Check the loaded model against the file header; raise DetectorError to refuse it."""
 
     def _prepare_for_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Resize learned buffers to the shapes in ``tensors`` before ``load_state_dict``.
+        """Give learned buffers the shapes in ``tensors`` before ``load_state_dict``.
 
         Buffers whose size is only known after ``fit`` (a memory bank) are created empty in
-        ``__init__``; this gives them the saved shape so loading is strict.
+        ``__init__``, or declared ``register_buffer(name, None)``, or first registered in
+        ``fit``; this gives each the saved shape so loading is strict.
         """
         own = dict(self.named_buffers())
+        params = dict(self.named_parameters())
+        device = self.fitted_.device
         for key, value in tensors.items():
-            if key in own and own[key].shape != value.shape:
-                module_path, _, buf = key.rpartition(".")
+            if key in params or (key in own and own[key].shape == value.shape):
+                continue
+            module_path, _, buf = key.rpartition(".")
+            try:
                 module = self.get_submodule(module_path) if module_path else self
+            except AttributeError:
+                continue  # not ours: load_state_dict names the unexpected key
+            if key in own:
                 module._buffers[buf] = torch.empty_like(value, device=own[key].device)
+            elif buf in module._buffers or not hasattr(module, buf):
+                module.register_buffer(buf, torch.empty_like(value, device=device))
+
+
+def _wrap_fit(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """``fit`` that marks the model fitted when it returns and, when the method recorded no
+    stage timings of its own, records the call's wall time as ``fit_timings["fit"]``."""
+
+    @functools.wraps(fit)
+    def wrapped(self: Detector, train: Train, progress: Progress | None = None) -> Any:
+        self.fit_timings = {}
+        start = time.perf_counter()
+        out = fit(self, train, progress)
+        self._mark_fitted()
+        if not self.fit_timings:
+            self.fit_timings = {"fit": time.perf_counter() - start}
+        return out
+
+    wrapped.__cadsd_wrapped__ = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _wrap_predict(predict: Callable[..., Prediction]) -> Callable[..., Prediction]:
+    """``predict`` that refuses an unfitted model, runs without autograd and, when the method
+    recorded no stage timings, records its wall time as ``last_timings["predict"]``."""
+
+    @functools.wraps(predict)
+    def wrapped(self: Detector, images: torch.Tensor, *args: Any, **kwargs: Any) -> Prediction:
+        self.check_fitted()
+        self.last_timings = {}
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = predict(self, images, *args, **kwargs)
+        if not self.last_timings:
+            self.last_timings = {"predict": time.perf_counter() - start}
+        return out
+
+    wrapped.__cadsd_wrapped__ = True  # type: ignore[attr-defined]
+    return wrapped

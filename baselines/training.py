@@ -7,8 +7,10 @@ methods (CS-Flow, PatchSVDD) run epochs: every pass yields every image again, an
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from baselines.errors import InputError
@@ -93,3 +95,11 @@ class TrainingSet:
     def all(self) -> torch.Tensor:
         """Every image as one float tensor in [0, 1], on ``device`` (file order)."""
         return self.to_float(self.images).to(self.device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's and Python's global generators: what the harness does before it
+    builds each cell's detector (so a method that draws from them is reproducible too)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)

@@ -139,41 +139,28 @@ def leaderboard_cmd(run_dir: Path, no_plots: bool) -> None:
 
 
 @cli.command("list")
-@click.option("--all", "show_all", is_flag=True, help="Also list hidden test methods.")
-def list_cmd(show_all: bool) -> None:
-    """The registered methods, their one-line descriptions and papers."""
-    from leaderboard.registry import METHODS, load_class
+def list_cmd() -> None:
+    """The methods: built-in ones (what `--methods all` runs), then installed outside ones."""
+    from leaderboard.registry import list_rows
 
-    rows = []
-    for name, entry in METHODS.items():
-        if entry.hidden and not show_all:
-            continue
-        desc, paper, status = entry.description, entry.paper, "not yet implemented"
-        if entry.implemented:
-            try:
-                klass = load_class(name)
-                if entry.variant_of:
-                    desc += f" (variant of {entry.variant_of}: {dict(entry.preset)})"
-                else:
-                    desc, paper = klass.description or desc, klass.paper or paper
-                budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
-                status = "ready" + budgets
-            except Exception as err:  # noqa: BLE001 - show a broken registration, go on
-                status = f"import error: {type(err).__name__}: {err}"
-        rows.append((name, status, desc, paper))
+    rows, notes = list_rows()
     out = Console()
     if not out.is_terminal:  # a pipe or a file: one readable line per method, no wrapped table
         for name, status, desc, paper in rows:
             click.echo(f"{name}: {desc} [{status}]" + (f" ({paper})" if paper else ""))
+        for note in notes:
+            click.echo(note)
         return
     colour = {"ready": "green", "not yet": "yellow"}
     table = Table()
-    for col in ("method", "status", "description", "paper"):
+    for col in ("method", "status", "description", "paper / package"):
         table.add_column(col)
     for name, status, desc, paper in rows:
         tint = next((c for k, c in colour.items() if status.startswith(k)), "red")
         table.add_row(name, f"[{tint}]{status}[/]", desc, paper)
     out.print(table)
+    for note in notes:
+        out.print(note, highlight=False)
 
 
 @cli.command("predict")

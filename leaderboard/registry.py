@@ -1,19 +1,21 @@
 """Method registry: name -> "module:Class", imported only when a method is used.
 
-Adding a method is one file (a :class:`baselines.base.Detector` subclass) plus one line here; the
-contract tests (``tests/test_contract.py``) then cover it with no other change. A method not
-implemented yet can be listed with ``target=None`` so ``bench list`` can say so; such entries are
-never part of ``all``.
+The built-in methods are listed here: adding one is one file (a :class:`baselines.base.Detector`
+subclass) plus one line; the contract check (:func:`leaderboard.testing.check_detector`) then
+covers it with no other change. A method not implemented yet can be listed with ``target=None``
+so ``bench list`` can say so; such entries are never part of ``all``. Methods from outside the
+repository (an import path ``module:Class``, or an installed package's entry point in the group
+``cadsd_bench.methods``) join a run's registry through :func:`resolve`
+(:mod:`leaderboard.outside`); ``all`` is always the built-in methods only.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from leaderboard.errors import BenchError
+from leaderboard.errors import UsageError
 
 if TYPE_CHECKING:
     from baselines.base import Detector
@@ -21,24 +23,36 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """One registered method. ``hidden`` methods (harness tests) are left out of ``all``.
+    """One method a run can name.
 
     A *variant* is a registered method's class with some settings fixed (``preset``), e.g. an
-    ablation of the paper: it runs as its own leaderboard row.
+    ablation of the paper: it runs as its own leaderboard row. ``origin`` says where the method
+    comes from: ``builtin`` (the paper's methods and baselines), ``project`` (a method of this
+    project's own, not from any paper), or, for outside methods, ``import path`` / ``entry
+    point`` with their provenance (distribution, version, source file and its sha256).
     """
 
     name: str
     target: str | None  # "module:Class"; None = planned, not implemented yet
     description: str = ""
     paper: str = ""
-    hidden: bool = False
     preset: Mapping[str, Any] = field(default_factory=dict)
     variant_of: str | None = None
     suite: str | None = None  # the suite it belongs to (``bench run --suite NAME``)
+    origin: str = "builtin"
+    distribution: str | None = None
+    version: str | None = None
+    source_file: str | None = None
+    source_sha256: str | None = None
 
     @property
     def implemented(self) -> bool:
         return self.target is not None
+
+    @property
+    def outside(self) -> bool:
+        """From outside this repository (an import path or an entry point)."""
+        return self.origin in ("import path", "entry point")
 
 
 SA_PAPER = "Ishida et al., IEEE Access 2023"
@@ -63,18 +77,6 @@ def _ablations(base: str, target: str, attention: str) -> tuple[MethodEntry, ...
 METHODS: dict[str, MethodEntry] = {
     e.name: e
     for e in (
-        MethodEntry(
-            "dummy",
-            "leaderboard.dummy:PixelStats",
-            "per-pixel z-score against the training images (harness tests only)",
-            hidden=True,
-        ),
-        MethodEntry(
-            "dummy_trained",
-            "leaderboard.dummy:ToyTrained",
-            "per-cell Gaussian fitted by gradient descent over epochs (harness tests only)",
-            hidden=True,
-        ),
         MethodEntry(
             "padim",
             "baselines.padim:PaDiM",
@@ -124,9 +126,10 @@ def _registry(registry: Mapping[str, MethodEntry] | None) -> Mapping[str, Method
 
 
 def runnable(registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
-    """The names ``all`` stands for: implemented, not hidden, not a variant, in registry order."""
+    """The names ``all`` stands for: implemented built-in methods that are not variants, in
+    registry order (never outside methods: installing a package does not change the table)."""
     return [n for n, e in _registry(registry).items()
-            if e.implemented and not e.hidden and e.variant_of is None]
+            if e.implemented and not e.outside and e.variant_of is None]
 
 
 #: suite name -> what it is, for ``bench run --suite`` and ``bench list``
@@ -138,7 +141,7 @@ def suite(name: str, registry: Mapping[str, MethodEntry] | None = None) -> list[
     """The methods of suite ``name``: each variant's base method first, then its variants."""
     reg = _registry(registry)
     if name not in SUITES:
-        raise BenchError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
+        raise UsageError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
     out: list[str] = []
     for n, e in reg.items():
         if e.suite == name and e.implemented:
@@ -149,37 +152,112 @@ def suite(name: str, registry: Mapping[str, MethodEntry] | None = None) -> list[
 
 
 def select(spec: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
-    """Parse ``--methods``: ``all`` or a comma-separated list of names (order kept, no repeats)."""
-    reg = _registry(registry)
-    if spec.strip() == "all":
-        names = runnable(reg)
-        if not names:
-            raise BenchError("no method is registered yet; see `bench list`")
-        return names
-    names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
-    if not names:
-        raise BenchError("--methods is empty; pass `all` or names from `bench list`")
-    for name in names:
-        if name not in reg:
-            known = ", ".join(runnable(reg))
-            raise BenchError(f"unknown method {name!r}; known methods: {known} (or `all`)")
-        if not reg[name].implemented:
-            raise BenchError(
-                f"method {name!r} ({reg[name].paper}) is not implemented yet; "
-                f"implemented: {', '.join(runnable(reg))}"
-            )
-    return names
+    """The names of ``--methods`` (see :func:`resolve`)."""
+    return resolve(spec, registry)[0]
+
+
+def resolve(spec: str, registry: Mapping[str, MethodEntry] | None = None
+            ) -> tuple[list[str], dict[str, MethodEntry]]:
+    """Parse ``--methods``: a comma-separated list (order kept, no repeats) of ``all`` (the
+    built-in methods), registered names, import paths ``module:Class`` and installed entry
+    points' names. Returns the names and the registry with the outside methods added."""
+    from leaderboard import outside
+
+    reg = dict(_registry(registry))
+    items = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+    if not items:
+        raise UsageError("--methods is empty; pass `all` or names from `bench list`")
+    plugins: dict[str, outside.Plugin] | None = None
+    names: list[str] = []
+    for item in items:
+        if item == "all":
+            found = runnable(reg)
+            if not found:
+                raise UsageError("no method is registered yet; see `bench list`")
+            names += found
+            continue
+        if ":" in item:
+            entry = outside.from_import_path(item, reg)
+        else:
+            if plugins is None:
+                plugins = outside.entry_points()
+            if item in plugins:
+                entry = outside.from_entry_point(plugins[item], reg)
+            elif item in reg:
+                entry = reg[item]
+                if not entry.implemented:
+                    raise UsageError(f"method {item!r} ({entry.paper}) is not implemented yet; "
+                                     f"implemented: {', '.join(runnable(reg))}")
+            else:
+                extra = f"; installed entry points: {', '.join(plugins)}" if plugins else ""
+                raise UsageError(
+                    f"unknown method {item!r}; built-in methods: {', '.join(runnable(reg))} (or "
+                    f"`all`){extra}; an outside method is named by its import path "
+                    "module:Class (see `bench list`)"
+                )
+        if entry.name in reg and reg[entry.name] != entry:
+            raise UsageError(f"--methods {item}: two methods are named {entry.name!r} "
+                             f"({reg[entry.name].target} and {entry.target}); rename one")
+        reg[entry.name] = entry
+        names.append(entry.name)
+    return list(dict.fromkeys(names)), reg
 
 
 def load_class(name: str, registry: Mapping[str, MethodEntry] | None = None) -> type[Detector]:
     """Import and return the Detector class registered as ``name``."""
-    from baselines.base import Detector
+    from leaderboard import outside
 
     reg = _registry(registry)
     if name not in reg or not reg[name].implemented:
-        raise BenchError(f"method {name!r} is not registered or not implemented; see `bench list`")
-    module_name, _, attr = reg[name].target.partition(":")  # type: ignore[union-attr]
-    klass = getattr(importlib.import_module(module_name), attr)
-    if not (isinstance(klass, type) and issubclass(klass, Detector)):
-        raise BenchError(f"{reg[name].target} is not a baselines.base.Detector subclass")
-    return klass
+        raise UsageError(f"method {name!r} is not registered or not implemented; see `bench list`")
+    return outside.import_class(reg[name].target or "", f"method {name!r} ({reg[name].target})")
+
+
+def list_rows(registry: Mapping[str, MethodEntry] | None = None
+              ) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """``bench list``: ``(name, status, description, paper or package)`` per method, the
+    built-in ones first, then the installed entry points (marked as outside methods), and the
+    lines that say how outside methods join a run."""
+    from leaderboard import outside
+    from leaderboard.errors import BenchError
+
+    reg = _registry(registry)
+    rows = []
+    for name, entry in reg.items():
+        desc, paper, status = entry.description, entry.paper, "not yet implemented"
+        if entry.implemented:
+            try:
+                klass = load_class(name, reg)
+                if entry.variant_of:
+                    desc += f" (variant of {entry.variant_of}: {dict(entry.preset)})"
+                else:
+                    desc, paper = klass.description or desc, klass.paper or paper
+                budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
+                status = "ready" + budgets
+            except BenchError as err:  # show a broken registration, go on
+                status = f"import error: {err}"
+            if entry.origin == "project":
+                paper = "this project's method (not from a paper)"
+        rows.append((name, status, desc, paper))
+    plugins = outside.entry_points()
+    for name, plugin in plugins.items():
+        package = f"outside method: package {outside.package_text(plugin)}"
+        try:
+            entry = outside.from_entry_point(plugin, reg)
+            klass = load_class(name, {name: entry})
+            budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
+            rows.append((name, "ready" + budgets, entry.description,
+                         package + (f"; {klass.paper}" if klass.paper else "")))
+        except BenchError as err:
+            rows.append((name, f"refused: {err}", plugin.target, package))
+    notes = [
+        ("`--methods all` runs the built-in methods, never outside ones (the paper's table "
+         "does not change when a package is installed)."),
+        ("Outside methods: name an installed entry point (`--methods all,NAME`), or any "
+         "Detector subclass by import path (`--methods patchcore,mypkg.mymod:MyDetector`); "
+         f"packages register them in the entry-point group `{outside.GROUP}`. See "
+         f"{outside.DOCS}."),
+    ]
+    if not plugins:
+        notes.insert(1, f"No package has registered a method in `{outside.GROUP}`.")
+    return rows, notes

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cadsd.format.layout import BY_NAME, MASK_DIR, MASK_SUFFIX
+from leaderboard.testing import striped_images  # noqa: F401 - the one definition, re-exported
 
 #: A small set with every (split, category) of the paper; used when no counts are given.
 SMALL_COUNTS: dict[str, int] = {
@@ -34,16 +35,6 @@ def smooth_images(n: int, seed: int, size: int, cells: int = 8, noise: float = 0
     if noise:
         out = (1 - noise) * out + noise * torch.rand(n, 3, size, size, generator=g)
     return out.clamp(0, 1)
-
-
-def striped_images(n: int, seed: int, size: int) -> torch.Tensor:
-    """``(n, 3, size, size)``: the same diagonal stripes plus 10% noise in each image, so the
-    images are alike (normal) and a painted-in patch stands out."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    base = 0.5 + 0.3 * torch.sin(12 * (xx + yy))
-    noise = 0.1 * torch.rand(n, 3, size, size, generator=g)
-    return (base.expand(n, 3, size, size) + noise).clamp(0, 1)
 
 
 def noise_pixels(seed: int, size: int, mode: str = "RGB") -> np.ndarray:

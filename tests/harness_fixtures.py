@@ -1,6 +1,8 @@
 """Helpers for the harness tests: tiny datasets decoded for the runner, misbehaving methods.
 
-``write_layout`` is :mod:`factories`' layout writer, re-exported for module-scoped fixtures.
+The harness's test methods are outside methods, named by import path as a user's own are
+(:data:`DUMMY`, :data:`DUMMY_TRAINED` and the misbehaving ones below). ``write_layout`` is
+:mod:`factories`' layout writer, re-exported for module-scoped fixtures.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from factories import write_layout  # noqa: F401 - re-exported
+from harness_methods import PixelStats
 
-from baselines.base import Train
+from baselines.base import Detector, Train
 from baselines.training import Progress
-from leaderboard.dummy import PixelStats
+from leaderboard import registry
 from leaderboard.registry import METHODS, MethodEntry
 from leaderboard.running import choices, data
 from leaderboard.running.plan import MethodPlan, plan_methods
@@ -48,12 +51,12 @@ class Interrupted(PixelStats):
         raise KeyboardInterrupt
 
 
-def registry_with(**extra: str) -> dict[str, MethodEntry]:
-    """The real registry plus test-only methods ``name="module:Class"``."""
-    reg = dict(METHODS)
-    for name, target in extra.items():
-        reg[name] = MethodEntry(name, target, f"test method {name}", hidden=True)
-    return reg
+#: the harness's test methods, by import path (their names: dummy, dummy_trained, ...)
+DUMMY = "harness_methods:PixelStats"
+DUMMY_TRAINED = "harness_methods:ToyTrained"
+EXPLODING = "harness_fixtures:Exploding"
+INTERRUPTED = "harness_fixtures:Interrupted"
+DYING = "harness_fixtures:DiesOnce"
 
 
 def load(root: Path, kind: str = "custom") -> data.BenchData:
@@ -64,23 +67,23 @@ def load(root: Path, kind: str = "custom") -> data.BenchData:
     return data.load(resolved)
 
 
-def plans(methods: list[str], registry: Mapping[str, MethodEntry] | None = None,
+def plans(methods: list[str], registry_: Mapping[str, MethodEntry] | None = None,
           params: tuple[str, ...] = (), budget: str = "smoke",
           backbone: str = "mobilenet_v2") -> list[MethodPlan]:
     """Method plans as `bench run` makes them (``--param`` items, budget, named backbone)."""
-    reg = registry or METHODS
-    made = plan_methods(methods, reg, params, budget)
+    names, reg = registry.resolve(",".join(methods), registry_ or METHODS)
+    made = plan_methods(names, reg, params, budget)
     return choices.resolve_backbones(backbone, "imagenet", made, echo=lambda line: None)
 
 
-def options(out: Path, methods: list[str], registry: Mapping[str, MethodEntry] | None = None,
+def options(out: Path, methods: list[str], registry_: Mapping[str, MethodEntry] | None = None,
             params: tuple[str, ...] = (), budget: str = "smoke", backbone: str = "mobilenet_v2",
             **kw: Any) -> RunOptions:
     """Fast run options for tests (few bootstrap resamples, tiny warm-up, smoke budget)."""
     base: dict[str, Any] = {"seeds": [0], "device": "cpu", "out": out, "resamples": 200,
                             "warmup": 1, "budget": budget}
     base.update(kw)
-    return RunOptions(plans=plans(methods, registry, params, budget, backbone), **base)
+    return RunOptions(plans=plans(methods, registry_, params, budget, backbone), **base)
 
 
 class DiesOnce(PixelStats):
@@ -100,3 +103,16 @@ class DiesOnce(PixelStats):
             Path(self.marker).unlink()
             os._exit(1)
         return super().fit(train, progress)
+
+
+class NoPredict(Detector):
+    """Defines fit but not predict: refused before the run."""
+
+    def fit(self, train: Train, progress: Progress | None = None) -> NoPredict:
+        return self
+
+
+class Impostor(PixelStats):
+    """An outside method that takes a built-in method's name: refused before the run."""
+
+    name = "patchcore"

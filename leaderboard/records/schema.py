@@ -6,7 +6,11 @@ an error). Everything that reads results (tables, ``results.csv``, plots, the CL
 through these attributes, so this file is the only place that spells a record's field names.
 Open-ended maps (a method's settings, per-type metrics, stage timings) are ``dict`` fields.
 
-Version 2 (this one) differs from version 1 (``records/store.py`` migrates it): confidence
+Version 3 (this one) adds the method's origin and, for a method from outside this repository,
+its provenance (``method.origin``, ``distribution``, ``distribution_version``, ``source_file``,
+``source_sha256``); version-2 files read as built-in methods.
+
+Version 2 differs from version 1 (``records/store.py`` migrates it): confidence
 intervals are ``{"low", "high"}`` (``results.csv`` gets one column each), ``cell`` holds the
 seed and the few-shot file names (the top-level ``seed`` and ``shots`` are gone), the method's
 class is ``target``, ``input`` holds the input spec alone, and ``timing`` no longer repeats the
@@ -25,7 +29,7 @@ from baselines.errors import DetectorError
 from baselines.preprocess import InputSpec
 
 SCHEMA = "cadsd-bench/result"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -55,10 +59,22 @@ class MethodInfo:
     preset: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    #: builtin | project | import path | entry point (outside methods: their provenance too)
+    origin: str = "builtin"
+    distribution: str | None = None
+    distribution_version: str | None = None
+    source_file: str | None = None  # relative to its package's folder, never absolute
+    source_sha256: str | None = None
+
+    @property
+    def outside(self) -> bool:
+        return self.origin in ("import path", "entry point")
 
     def settings_key(self) -> tuple:
-        """What must agree for a finished cell to count as this plan's result."""
-        return (self.budget, self.budget_overrides, self.overrides, self.preset)
+        """What must agree for a finished cell to count as this plan's result (an outside
+        method's source file too: edited code is another method)."""
+        return (self.budget, self.budget_overrides, self.overrides, self.preset,
+                self.source_sha256)
 
 
 @dataclass

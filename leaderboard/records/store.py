@@ -68,7 +68,12 @@ def _v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-MIGRATIONS = {1: _v1_to_v2}
+def _v2_to_v3(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3: only fields with defaults were added (every v2 method is built in)."""
+    return {**old, "schema_version": 3}
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def parse_record(data: Any, where: str = "record") -> Record:

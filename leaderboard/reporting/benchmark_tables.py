@@ -29,6 +29,7 @@ from leaderboard.reporting.cells import (
     per_method,
     pixel_value,
     pooled,
+    provenance_lines,
     row_label,
     seeds_text,
     whole,
@@ -162,6 +163,7 @@ def render_benchmark(records: Sequence[Record], plots: Sequence[str] = ()) -> st
                "normalised (MVTec AD's localisation metric).")]
     if bench.notes:
         lines.append(f"- {bench.title}: {bench.notes}.")
+    lines += provenance_lines(records)
     lines.append("")
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]

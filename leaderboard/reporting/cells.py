@@ -101,11 +101,36 @@ def group_of(records: Sequence[Record]) -> dict[str, str]:
     return {s.category: s.group for r in records for s in r.scores}
 
 
+#: how a row names where its method comes from (built-in methods: nothing)
+ORIGIN_LABELS = {"project": "this project's method, not from a paper",
+                 "import path": "outside method", "entry point": "outside method"}
+
+
 def row_label(method: str, records: Sequence[Record]) -> str:
     """A method's row name: with its budget when that is not the paper's settings, so a row
-    trained on a shortened budget never passes for the paper's method."""
+    trained on a shortened budget never passes for the paper's method, and with its origin
+    when it is not one of the built-in methods (an outside method, this project's own)."""
     budgets = {r.method.budget for r in records} - {None, "paper"}
-    return f"{method} (budget {', '.join(sorted(budgets))})" if budgets else method
+    marks = [ORIGIN_LABELS[o] for o in dict.fromkeys(r.method.origin for r in records)
+             if o in ORIGIN_LABELS]
+    if budgets:
+        marks.append(f"budget {', '.join(sorted(budgets))}")
+    return f"{method} ({'; '.join(marks)})" if marks else method
+
+
+def provenance_lines(records: Sequence[Record]) -> list[str]:
+    """One note per outside method: its import path, package and source file's sha256."""
+    out = []
+    for method, recs in by_method(records).items():
+        m = recs[0].method
+        if not m.outside:
+            continue
+        package = (f"package {m.distribution} {m.distribution_version or ''}".rstrip()
+                   if m.distribution else "not from an installed package")
+        sha = distinct(recs, lambda r: r.method.source_sha256)
+        out.append(f"- `{method}` is an outside method ({m.origin} `{m.target}`, {package}; "
+                   f"source `{m.source_file}` sha256 `{sha}`).")
+    return out
 
 
 def per_method(records: Sequence[Record], describe: Callable[[list[Record]], str]) -> str:
@@ -117,10 +142,17 @@ def per_method(records: Sequence[Record], describe: Callable[[list[Record]], str
     return "; ".join(f"{', '.join(ms)}: {v}" if len(groups) > 1 else v for v, ms in groups.items())
 
 
+def no_backbone(recs: Sequence[Record], short: bool = False) -> str:
+    """What a method without a pretrained backbone has instead: a network trained from
+    scratch (Patch SVDD), or nothing to train."""
+    trained = any(r.model and r.model.trained_parameters for r in recs)
+    return ("none (from scratch)" if short else "none (trained from scratch)") if trained else "none"
+
+
 def backbone_text(recs: Sequence[Record]) -> str:
     name = distinct(recs, lambda r: r.backbone.name)
     if name in ("n/a", "None"):
-        return "none (trained from scratch)"
+        return no_backbone(recs)
     return (f"{name}, weights {distinct(recs, lambda r: r.backbone.weights)} "
             f"(sha256 `{distinct(recs, lambda r: r.backbone.weights_sha256)}`)")
 

@@ -33,11 +33,13 @@ from leaderboard.reporting.cells import (
     last_finished,
     libraries_text,
     mean_of,
+    no_backbone,
     paper_note,
     per_method,
     per_type,
     pixel_cell,
     pooled,
+    provenance_lines,
     row_label,
     seeds_text,
     whole,
@@ -98,7 +100,7 @@ def table2(groups: dict[str, list[Record]], real: bool) -> list[str]:
     for method, recs in groups.items():
         pub = (paper.published(method) or {}).get("all") if real else None
         extra = f" {pub:.1f} |" if real and pub is not None else (" |" if real else "")
-        backbone = distinct(recs, lambda r: r.backbone.name).replace("n/a", "none (from scratch)")
+        backbone = distinct(recs, lambda r: r.backbone.name).replace("n/a", no_backbone(recs, short=True))
         lines.append(f"| {row_label(method, recs)} | {backbone} | {auroc_cell(recs, whole)} |"
                      f"{extra}")
     return [*lines, ""]
@@ -145,7 +147,7 @@ def pixel_table(groups: dict[str, list[Record]]) -> list[str]:
              "|---|---|" + "---|" * len(types)]
     for method, rs in groups.items():
         cells = [pixel_cell(rs), *(pixel_cell(rs, c) for c in types)]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_label(method, rs)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -227,6 +229,7 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
          "largest learned buffer; peak RSS is the process's high-water mark during the cell (model building, fit "
          "and both prediction passes), in brackets its growth over the cell's start."),
     ]
+    lines += provenance_lines(records)
     if real:
         lines.append("- The paper reports one SA-PatchCore; `sa_patchcore` (its code, per-channel "
                      "attention) and `sa_patchcore_eq4` (its eq. 4) are both shown beside it. "

@@ -75,7 +75,10 @@ def bench_run(
     reg = registry_ if registry_ is not None else registry.METHODS
     if suite is not None and methods != "all":
         raise UsageError(f"--suite {suite} chooses the methods itself: drop --methods {methods}")
-    names = registry.suite(suite, reg) if suite is not None else registry.select(methods, reg)
+    if suite is not None:
+        names = registry.suite(suite, reg)
+    else:  # import paths and entry points join this run's registry
+        names, reg = registry.resolve(methods, reg)
     seed_list = choices.parse_seeds(seeds)
     shot_list = choices.parse_shots(shots)
     dev = str(resolve_device(device))  # a DeviceError exits 1 naming the fix
@@ -105,9 +108,11 @@ def bench_run(
                       datasets=[d.name for d in datasets], executor=executor,
                       ray_address=ray_address, **options)
     if executor == "ray":  # one Ray session for every category of a benchmark
+        from leaderboard.outside import ray_pythonpath
         from leaderboard.running.ray_executor import session
 
-        executing: contextlib.AbstractContextManager = session(ray_address)
+        executing: contextlib.AbstractContextManager = session(
+            ray_address, ray_pythonpath([p.entry for p in plans]))
     else:
         executing = contextlib.nullcontext()
     ui = reporter()

@@ -120,7 +120,7 @@ def default_out(dataset: str, tag: str) -> Path:
 
 def parse_seeds(text: str) -> list[int]:
     """``"0"``, ``"0,1,2"`` or ``"0-4"`` -> a list of distinct ints, in order."""
-    from leaderboard.errors import BenchError
+    from leaderboard.errors import UsageError
 
     seeds: list[int] = []
     try:
@@ -131,9 +131,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise BenchError(f"--seeds {text!r}: write e.g. 0 or 0,1,2 or 0-4") from None
+        raise UsageError(f"--seeds {text!r}: write e.g. 0 or 0,1,2 or 0-4") from None
     if not seeds or min(seeds) < 0:
-        raise BenchError(f"--seeds {text!r}: give at least one non-negative seed")
+        raise UsageError(f"--seeds {text!r}: give at least one non-negative seed")
     return list(dict.fromkeys(seeds))
 
 

@@ -86,12 +86,15 @@ def parse_param_items(items: tuple[str, ...] | list[str]) -> list[tuple[str | No
 
 
 def assign_params(items: list[tuple[str | None, str, Any]],
-                  classes: Mapping[str, type[Detector]]) -> dict[str, dict[str, Any]]:
+                  classes: Mapping[str, type[Detector]],
+                  aliases: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Give each ``--param`` to its method, checked and converted. A key without a method
     prefix is for every selected method, so each of them must have it. Unknown keys exit 2
-    naming the valid ones (and the prefixed form when only some methods have the key)."""
+    naming the valid ones (and the prefixed form when only some methods have the key).
+    ``aliases`` maps other names of a method (an outside method's class name) to its name."""
     out: dict[str, dict[str, Any]] = {m: {} for m in classes}
     for method, key, value in items:
+        method = (aliases or {}).get(method, method) if method is not None else None
         if method is not None and method not in classes:
             raise UsageError(f"--param {method}.{key}: {method!r} is not among --methods "
                              f"({', '.join(classes)})")
@@ -137,7 +140,7 @@ def plan_methods(
     """Plans with budgets and --param applied and validated (backbones not resolved yet)."""
     parsed = parse_param_items(param_items)
     classes = {n: load_class(n, registry) for n in names}
-    params = assign_params(parsed, classes)
+    params = assign_params(parsed, classes, param_aliases(names, registry, classes))
     plans = []
     for name in names:
         klass, entry = classes[name], registry[name]
@@ -155,6 +158,20 @@ def plan_methods(
             raise UsageError(f"{name}: {err}") from None
         plans.append(plan)
     return plans
+
+
+def param_aliases(names: list[str], registry: Mapping[str, MethodEntry],
+                  classes: Mapping[str, type[Detector]]) -> dict[str, str]:
+    """``--param`` prefixes that also name an outside method: its class's name and
+    ``__name__`` (``--param MyDetector.k=1``) and its import path. A prefix that names two
+    selected methods is left out (it is ambiguous)."""
+    found: dict[str, set[str]] = {}
+    for n in names:
+        if registry[n].outside:
+            klass = classes[n]
+            for alias in (klass.__name__, klass.name, registry[n].target or ""):
+                found.setdefault(alias, set()).add(n)
+    return {a: next(iter(ns)) for a, ns in found.items() if len(ns) == 1 and a not in names}
 
 
 def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int,
@@ -203,7 +220,11 @@ def describe_plan(plan: MethodPlan) -> MethodInfo:
                       variant_of=plan.entry.variant_of, budget=plan.budget,
                       budget_overrides=dict(plan.budget_overrides),
                       preset=dict(plan.entry.preset), overrides=dict(plan.overrides),
-                      params=dict(plan.params))
+                      params=dict(plan.params), origin=plan.entry.origin,
+                      distribution=plan.entry.distribution,
+                      distribution_version=plan.entry.version,
+                      source_file=plan.entry.source_file,
+                      source_sha256=plan.entry.source_sha256)
 
 
 def check_backbone_role(plan: MethodPlan, backbone: str) -> None:

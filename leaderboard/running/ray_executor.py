@@ -17,6 +17,7 @@ Ray instance is started for the run and stopped after it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +47,22 @@ def check_available() -> None:
 
 
 @contextlib.contextmanager
-def session(address: str | None) -> Iterator[None]:
+def session(address: str | None, pythonpath: list[str] | tuple[str, ...] = ()
+            ) -> Iterator[None]:
     """Ray for the duration of the block: joined at ``address`` (``--ray-address``) or started
-    locally, and shut down at the end if this block started it. Nested sessions share one."""
+    locally, and shut down at the end if this block started it. Nested sessions share one.
+
+    ``pythonpath``: folders a local instance's workers need to import outside methods given by
+    import path (on a cluster, install their package on the workers instead)."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        extra: dict[str, Any] = {}
+        if pythonpath and address is None:
+            path = [*pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            extra["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+                dict.fromkeys(path))}}
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, **extra)
     try:
         yield
     finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import io
 import math
-import random
 import tempfile
 import time
 import traceback
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.training import TrainingSet
+from baselines.training import TrainingSet, seed_everything
 from cadsd.files import atomic_write_bytes
 from leaderboard.errors import BenchError
 from leaderboard.records import (
@@ -146,7 +145,15 @@ def plan(data: BenchData, opts: RunOptions
                 f"backbone {record.backbone.name}); pass a new --out{hint}"
             )
         if cid in mine:
-            if record.method.settings_key() != describe_plan(mine[cid]).settings_key():
+            planned = describe_plan(mine[cid])
+            if record.method.source_sha256 != planned.source_sha256:
+                raise BenchError(
+                    f"{path} was computed with another version of {record.method.name}'s code "
+                    f"({record.method.source_file} sha256 {str(record.method.source_sha256)[:12]}, "
+                    f"now {str(planned.source_sha256)[:12]}); pass --force to recompute it with "
+                    "this code, or a new --out"
+                )
+            if record.method.settings_key() != planned.settings_key():
                 raise BenchError(
                     f"{path} was computed with another budget or other method settings "
                     f"(budget {record.method.budget}, {record.method.overrides}); pass --force "
@@ -235,9 +242,7 @@ def compute_cell(
     if opts.device.startswith("cuda"):
         torch.cuda.empty_cache()
     try:
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed)
+        seed_everything(seed)
         with environment.Monitor(opts.device) as monitor:
             model = mplan.build(opts.device, seed)
             record.method.params = model.get_params()

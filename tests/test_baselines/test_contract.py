@@ -1,117 +1,164 @@
-"""The Detector contract, checked on EVERY registered method (adding a registry line is enough
-to be covered; trained methods run their ``smoke`` budget): fit on a re-iterable training set
-and report progress, an obvious defect scores above the normal images, shapes, finite and
-deterministic scores, errors before fit, and a safetensors round trip that reproduces the
-scores exactly. A constant-score detector fails it."""
+"""The Detector contract, checked on EVERY registered method by the same public function an
+outside author calls (:func:`leaderboard.testing.check_detector`; adding a registry line is
+enough to be covered; trained methods run their ``smoke`` budget), and that function's verdicts
+on broken detectors: each broken rule fails with a message naming it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
-from factories import striped_images
-from harness_fixtures import plans
 
 from baselines.base import Detector, Prediction, Train
-from baselines.errors import NotFittedError
 from baselines.training import Progress, TrainingSet
-from leaderboard.registry import METHODS
+from leaderboard.registry import METHODS, load_class
+from leaderboard.testing import ContractError, build, check_detector
 
 NAMES = [n for n, e in METHODS.items() if e.implemented]
 
 
-def _images(n: int, seed: int, size: int) -> torch.Tensor:
-    return striped_images(n, seed, size)
-
-
-def _with_defect(size: int) -> torch.Tensor:
-    x = _images(3, 1, size)
-    lo, hi = round(size * 0.36), round(size * 0.62)
-    x[2, :, lo:hi, lo:hi] = 0.0  # one image with an obvious defect
-    return x
-
-
-class Recorder(Progress):
-    def __init__(self) -> None:
-        self.stages: list[str] = []
-        self.steps = 0
-
-    def stage(self, name: str, total: int) -> None:
-        self.stages.append(name)
-
-    def advance(self, steps: int = 1, **metrics: float) -> None:
-        self.steps += steps
-
-
-def check_contract(model: Detector, tmp_path: Path) -> None:
-    """Everything the harness relies on, for one freshly built detector."""
-    size = model.input_spec.size
-    train = TrainingSet(_images(4, 0, size), batch_size=2, seed=0)
-    test_images = _with_defect(size)
-    json.dumps(model.get_params())
-    assert model.get_params() == type(model)(**model.get_params()).get_params()
-    with pytest.raises(NotFittedError):
-        model.predict(test_images)
-    progress = Recorder()
-    assert model.fit(train, progress) is model
-    assert progress.stages and progress.steps > 0  # fit reported where it is
-    assert isinstance(model.fit_timings, dict) and isinstance(model.training_log, list)
-
-    pred = model.predict(test_images)
-    assert pred.scores.shape == (3,) and pred.maps.shape == (3, size, size)
-    assert torch.isfinite(pred.scores).all() and torch.isfinite(pred.maps).all()
-    assert float(pred.scores[2]) > float(pred.scores[:2].max()), "the defect must score highest"
-    assert torch.equal(model.predict(test_images).scores, pred.scores)  # deterministic
-    single = model.predict(test_images[:1]).scores
-    assert torch.allclose(single, pred.scores[:1], rtol=1e-4, atol=1e-5)  # batch-independent
-
-    summary = model.state_summary()
-    assert all(isinstance(v, list) for v in summary.buffers.values()) and summary.parameters >= 0
-    path = model.save(tmp_path / f"{model.name}.safetensors")
-    loaded = type(model).load(path)
-    assert torch.equal(loaded.predict(test_images).scores, pred.scores)
-    assert torch.equal(loaded.predict(test_images).maps, pred.maps)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_contract(name: str, tmp_path: Path) -> None:
-    [plan] = plans([name])
-    model = plan.build("cpu", 0)
-    check_contract(model, tmp_path)
+    klass = load_class(name)
+    check_detector(klass, params=dict(METHODS[name].preset), require_progress=True,
+                   tmp_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n].variant_of is None])
+def test_backbone_identity_is_reported(name: str) -> None:
+    klass = load_class(name)
+    model = build(klass, dict(klass.budgets.get("smoke", {})))
     info = model.backbone_info()
-    if plan.klass.backbone_role is None:
+    if klass.backbone_role is None:
         assert info is None
     else:
         assert info is not None and info.name == "mobilenet_v2" and info.sha256
 
 
-class Constant(Detector):
-    """Scores every image the same: a detector that detects nothing."""
+class Mean(Detector):
+    """A small honest detector: mean image of the training set, score = max squared error."""
 
-    name = "constant"
+    name = "mean_image"
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(self, *, scale: float = 1.0) -> None:
         super().__init__()
-        self.seed = seed
-        self._check_settings()
+        self.scale = scale
+        self.register_buffer("mean_", None)
 
-    def fit(self, train: Train, progress: Progress | None = None) -> Constant:
-        for _ in train:
-            (progress or Progress()).advance()
-        (progress or Progress()).stage("nothing", 1)
-        self._mark_fitted()
+    def fit(self, train: Train, progress: Progress | None = None) -> Mean:
+        self.register_buffer("mean_", TrainingSet.of(train).all().mean(0))
         return self
 
     def predict(self, images: torch.Tensor) -> Prediction:
-        self.check_fitted()
+        maps = self.scale * (images - self.mean_).pow(2).mean(1)
+        return Prediction(maps.flatten(1).amax(1), maps)
+
+
+def test_a_minimal_detector_passes() -> None:
+    check_detector(Mean)
+    model = Mean().fit(torch.rand(2, 3, 8, 8))
+    assert model.is_fitted and set(model.fit_timings) == {"fit"}  # supplied by the base class
+    model.predict(torch.rand(1, 3, 8, 8))
+    assert set(model.last_timings) == {"predict"}
+
+
+class TooFewScores(Mean):
+    def predict(self, images: torch.Tensor) -> Prediction:
+        pred = super().predict(images)
+        return Prediction(pred.scores[:1], pred.maps)
+
+
+class SmallMaps(Mean):
+    def predict(self, images: torch.Tensor) -> Prediction:
+        pred = super().predict(images)
+        return Prediction(pred.scores, pred.maps[:, ::2, ::2])
+
+
+class Constant(Mean):
+    """Scores every image the same: a detector that detects nothing."""
+
+    def predict(self, images: torch.Tensor) -> Prediction:
         return Prediction(torch.ones(images.shape[0]), torch.ones(images.shape[0], *images.shape[-2:]))
 
 
-def test_contract_fails_a_constant_detector(tmp_path: Path) -> None:
-    with pytest.raises(AssertionError, match="defect"):
-        check_contract(Constant(), tmp_path)
+class Forgetful(Mean):
+    """Keeps what it learned in a plain attribute: lost by save/load."""
+
+    def fit(self, train: Train, progress: Progress | None = None) -> Forgetful:
+        self.offset = float(TrainingSet.of(train).all().mean())
+        return super().fit(train, progress)
+
+    def predict(self, images: torch.Tensor) -> Prediction:
+        pred = super().predict(images)
+        return Prediction(pred.scores + getattr(self, "offset", 0.0), pred.maps)
+
+
+class Unstored(Mean):
+    def __init__(self, *, width: int = 3) -> None:
+        super().__init__()
+
+
+class Lucky(Mean):
+    """Scales its scores by a draw from an unseeded generator: another fit, other scores."""
+
+    def fit(self, train: Train, progress: Progress | None = None) -> Lucky:
+        gen = torch.Generator()
+        gen.seed()  # from the OS: not reproducible
+        self.register_buffer("factor_", 1 + torch.rand((), generator=gen))
+        return super().fit(train, progress)
+
+    def predict(self, images: torch.Tensor) -> Prediction:
+        pred = super().predict(images)
+        return Prediction(pred.scores * self.factor_, pred.maps)
+
+
+class NoFit(Detector):
+    def predict(self, images: torch.Tensor) -> Prediction:  # pragma: no cover - never called
+        raise AssertionError
+
+
+class BadBudgets(Mean):
+    budgets: ClassVar = {"paper": {}, "fast": {"scale": 2.0}}
+
+
+class WrongBudgetKey(Mean):
+    budgets: ClassVar = {"paper": {}, "quick": {"sclae": 2.0}}
+
+
+@pytest.mark.parametrize("klass,message", [
+    (TooFewScores, "predict returned 1 score for 4 images"),
+    (SmallMaps, r"maps of shape \(4, 112, 112\) for 4 images of 224x224"),
+    (Constant, "planted defect"),
+    (Forgetful, "after save"),
+    (Lucky, "the same seed gave other scores"),
+    (Unstored, "'width' of __init__ is not stored as self.width"),
+    (NoFit, r"does not define fit\(self, train, progress=None\)"),
+    (BadBudgets, "budget 'fast' cannot be chosen"),
+    (WrongBudgetKey, "has no setting 'sclae'"),
+    (int, "not a subclass of baselines.base.Detector"),
+])
+def test_broken_detectors_fail_by_name(klass: type, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        check_detector(klass)
+
+
+def test_a_detector_without_a_name_is_named_after_its_class() -> None:
+    class Anonymous(Mean):
+        pass
+
+    assert Mean.name == "mean_image"
+    assert Anonymous.name == "mean_image"  # a subclass inherits its parent's name
+
+    class Fresh(Detector):
+        def fit(self, train: Train, progress: Progress | None = None) -> Fresh:
+            return self
+
+        def predict(self, images: torch.Tensor) -> Prediction:  # pragma: no cover
+            raise AssertionError
+
+    assert Fresh.name == "Fresh"
 
 
 def test_training_set_passes_repeat() -> None:

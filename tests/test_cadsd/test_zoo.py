@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import run_bench, run_cli
 from factories import noise_pixels, square_mask, write_image
+from harness_fixtures import DUMMY
 
 from cadsd import zoo
 from cadsd.errors import LayoutError
@@ -126,7 +127,7 @@ def test_bench_run_per_category_tables(capsys: pytest.CaptureFixture, tmp_path: 
     for name, writer in (("mvtec", write_mvtec), ("btad", write_btad), ("loco", write_loco)):
         root = writer(tmp_path / name)
         out = tmp_path / f"run-{name}"
-        code, text = run_bench(capsys, "run", "--methods", "dummy,patchcore", "--dataset", str(root),
+        code, text = run_bench(capsys, "run", "--methods", f"{DUMMY},patchcore", "--dataset", str(root),
                             "--backbone", "mobilenet_v2", "--out", str(out))
         assert code == 0, text
         md = (out / "leaderboard.md").read_text()
@@ -143,14 +144,14 @@ def test_bench_run_per_category_tables(capsys: pytest.CaptureFixture, tmp_path: 
             assert "logical anomalies vs normal" in md and "structural anomalies vs normal" in md
         rec = read_record(out / "records" / records[0])
         assert rec.dataset.benchmark == bench.name and rec.metrics.au_pro is not None
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset",
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset",
                         f"{tmp_path / 'mvtec'}:bottle,nosuch", "--out", str(tmp_path / "x"))
     assert code == 1 and "no category 'nosuch'" in text and not (tmp_path / "x").exists()
 
 
 def test_offline_benchmark_fails_once_naming_url_and_source(capsys: pytest.CaptureFixture,
                                                             tmp_path: Path) -> None:
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", "mvtec_ad",
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", "mvtec_ad",
                         "--out", str(tmp_path / "run"))
     assert code == 1 and "mvtec_anomaly_detection.tar.xz" in text and "--source PATH" in text
     assert "CC BY-NC-SA 4.0" in text and not (tmp_path / "run").exists()
@@ -165,7 +166,7 @@ def test_download_source_archive_then_run_a_subset(capsys: pytest.CaptureFixture
     code, text = run_cli(["download", "--dataset", "mvtec_ad", "--source", str(tree)], capsys)
     assert code == 1 and "published 209" in text  # a copy, counts reported, kept
     assert (tmp_path / "cache" / "mvtec_ad" / "bottle" / "train").is_dir()
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", "mvtec_ad:screw",
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", "mvtec_ad:screw",
                         "--out", str(tmp_path / "run"))
     assert code == 0 and "1 category (screw)" in text
     code, text = run_cli(["download", "--dataset", "mvtec_ad", "--source", str(archive),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_bench
-from harness_fixtures import COUNTS, write_layout
+from harness_fixtures import COUNTS, DUMMY, DUMMY_TRAINED, EXPLODING, write_layout
 
 from leaderboard.records import read_record
-from leaderboard.registry import METHODS, MethodEntry
+from leaderboard.registry import METHODS, resolve
 from leaderboard.running import choices, data
 
 
@@ -27,26 +27,36 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich tables: no wrapping inside the words we check
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--methods", "nosuch"], "unknown method 'nosuch'"),
-    (["--dataset", "/nonexistent/cadsd"], "dataset not found: /nonexistent/cadsd"),
-    (["--seeds", "x"], "--seeds 'x'"),
+@pytest.mark.parametrize("args,message,rc", [
+    (["--methods", "nosuch"], "unknown method 'nosuch'", 2),
+    (["--methods", "nosuch_mod:Det"], "no module named 'nosuch_mod'", 2),
+    (["--methods", "harness_methods:Nope"], "has no 'Nope' (its Detector subclasses: PixelStats", 2),
+    (["--methods", "harness_fixtures:load"], "is a function, not a class", 2),
+    (["--methods", "leaderboard.errors:BenchError"], "not a subclass of baselines.base.Detector", 2),
+    (["--methods", "harness_fixtures:NoPredict"], "does not define predict", 2),
+    (["--methods", "harness_fixtures:Impostor"], "its name 'patchcore' is the built-in method's", 2),
+    (["--methods", "harness_broken:Detector"],
+     "importing harness_broken failed: ZeroDivisionError", 2),
+    (["--dataset", "/nonexistent/cadsd"], "dataset not found: /nonexistent/cadsd", 1),
+    (["--seeds", "x"], "--seeds 'x'", 2),
+    (["--seeds", "-1"], "--seeds '-1'", 2),
 ])
 def test_bad_input_clear_message_no_files(capsys: pytest.CaptureFixture, tmp_path: Path,
-                                          root: Path, args: list[str], message: str) -> None:
+                                          root: Path, args: list[str], message: str,
+                                          rc: int) -> None:
     out = tmp_path / "run"
-    base = {"--methods": "dummy", "--dataset": str(root)}
+    base = {"--methods": DUMMY, "--dataset": str(root)}
     base.update(dict(zip(args[::2], args[1::2])))
     flat = [x for kv in base.items() for x in kv]
     code, text = run_bench(capsys, "run", *flat, "--backbone", "mobilenet_v2", "--out", str(out))
-    assert code == 1 and message in text and "Traceback" not in text
+    assert code == rc and message in text and "Traceback" not in text
     assert not out.exists()
 
 
 def test_no_anomalies_in_test(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     normal_only = write_layout(tmp_path, counts={"train/good": 3, "test/good": 2}, name="normals")
     out = tmp_path / "run"
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", str(normal_only),
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", str(normal_only),
                         "--backbone", "mobilenet_v2", "--out", str(out))
     assert code == 1 and "no anomalous images" in text and "cadsd validate" in text
     assert not out.exists()
@@ -55,7 +65,7 @@ def test_no_anomalies_in_test(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
 def test_run_leaderboard_rerun_predict(capsys: pytest.CaptureFixture, tmp_path: Path,
                                        root: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", "--methods", "dummy", "--dataset", str(root), "--backbone", "mobilenet_v2",
+    args = ["run", "--methods", DUMMY, "--dataset", str(root), "--backbone", "mobilenet_v2",
             "--out", str(out), "--save-models"]
     code, text = run_bench(capsys, *args)
     assert code == 0 and "leaderboard.md" in text
@@ -83,14 +93,12 @@ def test_run_leaderboard_rerun_predict(capsys: pytest.CaptureFixture, tmp_path: 
 
 def test_failing_method_exit_code(capsys: pytest.CaptureFixture, tmp_path: Path, root: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(METHODS, "exploding",
-                        MethodEntry("exploding", "harness_fixtures:Exploding", hidden=True))
     out = tmp_path / "run"
-    code, text = run_bench(capsys, "run", "--methods", "exploding,dummy", "--dataset", str(root),
+    code, text = run_bench(capsys, "run", "--methods", f"{EXPLODING},{DUMMY}", "--dataset", str(root),
                         "--backbone", "mobilenet_v2", "--out", str(out))
     assert code == 1 and "1 cell(s) failed" in text
     md = (out / "leaderboard.md").read_text()
-    assert "## Failed cells" in md and "boom" in md and "| dummy |" in md
+    assert "## Failed cells" in md and "boom" in md and "| dummy (outside method) |" in md
 
 
 def test_auto_dataset_says_which(tmp_path: Path, root: Path,
@@ -116,7 +124,7 @@ def test_auto_dataset_says_which(tmp_path: Path, root: Path,
 
 
 def test_cadsd_missing_names_download(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", "cadsd",
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", "cadsd",
                         "--backbone", "mobilenet_v2", "--out", str(tmp_path / "run"))
     assert code == 1 and "cadsd download" in text and not (tmp_path / "run").exists()
 
@@ -125,7 +133,8 @@ def test_auto_backbone_offline_and_cached(monkeypatch: pytest.MonkeyPatch) -> No
     from baselines.components import backbones
     from leaderboard.running.plan import plan_methods
 
-    made = plan_methods(["patchcore", "padim", "dummy"], METHODS, (), "quick")
+    names, reg = resolve(f"patchcore,padim,{DUMMY}")
+    made = plan_methods(names, reg, (), "quick")
     lines: list[str] = []
     monkeypatch.setattr(backbones, "imagenet_available",
                         lambda name: backbones.get_spec(name).offline)
@@ -216,7 +225,7 @@ def test_cuda_without_gpu(capsys: pytest.CaptureFixture, tmp_path: Path, root: P
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", str(root),
                         "--device", "cuda", "--out", str(tmp_path / "run"))
     assert code == 1 and "no CUDA device" in text and not (tmp_path / "run").exists()
 
@@ -228,21 +237,21 @@ def test_ctrl_c_says_how_to_resume(capsys: pytest.CaptureFixture, monkeypatch: p
         raise KeyboardInterrupt
 
     monkeypatch.setattr(leaderboard.running.bench, "bench_run", interrupted)
-    code, text = run_bench(capsys, "run", "--methods", "dummy")
+    code, text = run_bench(capsys, "run", "--methods", DUMMY)
     assert code == 130 and "rerun the same command to resume" in text and "Traceback" not in text
 
 
 def test_budget_is_announced_recorded_and_shown(capsys: pytest.CaptureFixture, tmp_path: Path,
                                                 root: Path) -> None:
     out = tmp_path / "run"
-    code, text = run_bench(capsys, "run", "--methods", "dummy,dummy_trained", "--dataset", str(root),
+    code, text = run_bench(capsys, "run", "--methods", f"{DUMMY},{DUMMY_TRAINED}", "--dataset", str(root),
                         "--out", str(out))
     assert code == 0
     assert "Budget: quick (the default on a CPU" in text and "epochs 12 -> 4" in text
     assert "dummy_trained" in text and "epoch 1/4" in text  # one line per epoch in a log
     md = (out / "leaderboard.md").read_text()
     assert "| Budget | dummy: none (no training); dummy_trained: quick (epochs 4) |" in md
-    assert "| dummy_trained (budget quick) |" in md and "| dummy |" in md
+    assert "| dummy_trained (outside method; budget quick) |" in md and "| dummy (outside method) |" in md
     assert "## Training" in md and "plots/training.png" in md
     rec = read_record(out / "records/cadsd__dummy_trained__seed0.json")
     assert rec.method.budget == "quick" and rec.training.series("epoch")[-1] == 4
@@ -265,7 +274,7 @@ def test_paper_budget_on_a_cpu_states_its_cost() -> None:
 
 def test_unknown_budget_and_budget_a_method_lacks(capsys: pytest.CaptureFixture, tmp_path: Path,
                                                   root: Path) -> None:
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--dataset", str(root),
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", str(root),
                         "--budget", "fast", "--out", str(tmp_path / "run"))
     assert code == 2 and "choose one of auto, paper, quick, smoke" in text
 
@@ -297,7 +306,7 @@ def test_ablation_suite_writes_tables_7_and_8(capsys: pytest.CaptureFixture, tmp
 def test_few_shot_cells_tables_and_rerun(capsys: pytest.CaptureFixture, tmp_path: Path,
                                          root: Path) -> None:
     out = tmp_path / "shots"
-    args = ["run", "--methods", "dummy,patchcore", "--shots", "1,4", "--seeds", "0-2",
+    args = ["run", "--methods", f"{DUMMY},patchcore", "--shots", "1,4", "--seeds", "0-2",
             "--dataset", str(root), "--backbone", "mobilenet_v2", "--out", str(out)]
     code, text = run_bench(capsys, *args)
     assert code == 0, text
@@ -314,6 +323,6 @@ def test_few_shot_cells_tables_and_rerun(capsys: pytest.CaptureFixture, tmp_path
     code, text = run_bench(capsys, *args)
     assert code == 0 and text.count("skipped") == 12
     assert (out / "leaderboard.md").read_text().split("| Date |")[0] == md.split("| Date |")[0]
-    code, text = run_bench(capsys, "run", "--methods", "dummy", "--shots", "99", "--dataset",
+    code, text = run_bench(capsys, "run", "--methods", DUMMY, "--shots", "99", "--dataset",
                         str(root), "--out", str(tmp_path / "y"))
     assert code == 2 and "has 6 images" in text and not (tmp_path / "y").exists()

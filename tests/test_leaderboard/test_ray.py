@@ -4,12 +4,11 @@ record and a rerun completes the cell; without Ray, a clear message."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
-from harness_fixtures import COUNTS, registry_with, write_layout
+from harness_fixtures import COUNTS, DUMMY, DYING, write_layout
 
 from leaderboard.errors import BenchError
 from leaderboard.records import read_record
@@ -21,10 +20,18 @@ TESTS = str(Path(__file__).parents[1])  # the shared helpers
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
-    yield
-    ray.shutdown()
+    """One local Ray instance for these tests, started as `bench run` starts it: its workers
+    import the outside methods (this folder's, by import path) through the PYTHONPATH that
+    ``ray_pythonpath`` derives from the loaded modules, not one set by hand."""
+    from leaderboard.outside import ray_pythonpath
+    from leaderboard.registry import resolve
+    from leaderboard.running.ray_executor import session
+
+    names, reg = resolve(f"{DUMMY},{DYING}")
+    path = ray_pythonpath([reg[n] for n in names])
+    assert path == [TESTS]
+    with session(None, path):
+        yield
 
 
 @pytest.fixture
@@ -45,8 +52,8 @@ def _scores(out: Path) -> dict[str, list[float]]:
 @pytest.mark.slow
 def test_ray_gives_the_local_scores_and_leaderboard(cluster: None, root: Path,
                                                     tmp_path: Path) -> None:
-    local = _run(root, tmp_path / "local", "patchcore,dummy", "local")
-    remote = _run(root, tmp_path / "ray", "patchcore,dummy", "ray")
+    local = _run(root, tmp_path / "local", f"patchcore,{DUMMY}", "local")
+    remote = _run(root, tmp_path / "ray", f"patchcore,{DUMMY}", "ray")
     assert not local.failed and not remote.failed
     assert _scores(tmp_path / "local") == _scores(tmp_path / "ray")
     table = lambda out: (out / "leaderboard.md").read_text().split("## Table 4")[0].split(
@@ -54,7 +61,7 @@ def test_ray_gives_the_local_scores_and_leaderboard(cluster: None, root: Path,
     assert table(tmp_path / "local") == table(tmp_path / "ray")  # timings and dates aside
     rec = read_record(next((tmp_path / "ray" / "records").glob("*patchcore*")))
     assert rec.environment.host and rec.ok
-    rerun = _run(root, tmp_path / "ray", "patchcore,dummy", "ray")
+    rerun = _run(root, tmp_path / "ray", f"patchcore,{DUMMY}", "ray")
     assert [r.environment.started_at for r in rerun.records] == [
         r.environment.started_at for r in remote.records]  # finished cells are kept
 
@@ -64,14 +71,13 @@ def test_a_dying_worker_leaves_no_record_and_a_rerun_completes(cluster: None, ro
                                                                tmp_path: Path) -> None:
     marker = tmp_path / "die-once"
     marker.write_text("")
-    reg = registry_with(dying="harness_fixtures:DiesOnce")
     out = tmp_path / "run"
-    first = _run(root, out, "dying,dummy", "ray", registry_=reg, params=[f"dying.marker={marker}"])
+    first = _run(root, out, f"{DYING},{DUMMY}", "ray", params=[f"dying.marker={marker}"])
     names = sorted(p.name for p in (out / "records").glob("*.json"))
     assert names == ["cadsd__dummy__seed0.json"]  # the killed cell wrote nothing at all
     assert not list((out / "maps").glob("*dying*"))
     assert len(first.records) == 1 and not marker.exists()
-    again = _run(root, out, "dying,dummy", "ray", registry_=reg, params=[f"dying.marker={marker}"])
+    again = _run(root, out, f"{DYING},{DUMMY}", "ray", params=[f"dying.marker={marker}"])
     assert sorted(r.cell.id for r in again.records) == ["cadsd__dummy__seed0",
                                                         "cadsd__dying__seed0"]
     assert all(r.ok for r in again.records)
@@ -81,7 +87,7 @@ def test_without_ray_the_message_says_how_to_install(monkeypatch: pytest.MonkeyP
                                                      root: Path, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(BenchError, match=r"pip install 'cadsd-bench\[ray\]'"):
-        _run(root, tmp_path / "x", "dummy", "ray")
+        _run(root, tmp_path / "x", DUMMY, "ray")
     assert not (tmp_path / "x").exists()
 
 

@@ -4,12 +4,23 @@ and the run goes on, and a folder holding other results is refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import harness_methods
 import numpy as np
 import pytest
-from harness_fixtures import COUNTS, load, options, registry_with, write_layout
+from harness_fixtures import (
+    COUNTS,
+    DUMMY,
+    DUMMY_TRAINED,
+    EXPLODING,
+    INTERRUPTED,
+    load,
+    options,
+    write_layout,
+)
 from sklearn.metrics import roc_auc_score
 
 from leaderboard.errors import BenchError
@@ -19,9 +30,6 @@ from leaderboard.running import runner
 from leaderboard.running.data import BenchData
 from leaderboard.running.progress import Reporter
 
-EXTRA = registry_with(exploding="harness_fixtures:Exploding",
-                      interrupted="harness_fixtures:Interrupted")
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> BenchData:
@@ -29,15 +37,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> BenchData:
 
 
 def _run(tiny: BenchData, out: Path, methods: list[str], **kw: object) -> list[Record]:
-    return runner.run(tiny, options(out, methods, registry=EXTRA, **kw), Reporter())
+    return runner.run(tiny, options(out, methods, **kw), Reporter())
 
 
 def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
-    [rec] = _run(tiny, tmp_path, ["dummy"], save_models=True)
+    [rec] = _run(tiny, tmp_path, [DUMMY], save_models=True)
     assert rec.status == "ok" and rec.error is None
     path = record_path(tmp_path, rec.cell.id)
     on_disk = json.loads(path.read_text())
-    assert on_disk["schema_version"] == SCHEMA_VERSION == 2 and read_record(path) == rec
+    assert on_disk["schema_version"] == SCHEMA_VERSION == 3 and read_record(path) == rec
+    m = rec.method  # an outside method's provenance
+    assert (m.origin, m.target, m.source_file) == ("import path", DUMMY, "harness_methods.py")
+    assert m.source_sha256 == hashlib.sha256(Path(harness_methods.__file__).read_bytes()).hexdigest()
+    assert m.distribution is None and m.distribution_version is None  # not an installed package
     assert rec.method.params["grid"] == 28 and rec.seed == 0 and rec.cell.train_files is None
     assert rec.method.budget is None and rec.training is None  # dummy does not train
     assert rec.backbone == BackboneInfo()  # none used
@@ -62,7 +74,7 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
 
 
 def test_metrics_recompute_from_the_record(tiny: BenchData, tmp_path: Path) -> None:
-    [rec] = _run(tiny, tmp_path, ["dummy"])
+    [rec] = _run(tiny, tmp_path, [DUMMY])
     rows = rec.scores
     rng = np.random.default_rng(0)
     rows = [rows[i] for i in rng.permutation(len(rows))]  # order must not matter
@@ -77,18 +89,18 @@ def test_metrics_recompute_from_the_record(tiny: BenchData, tmp_path: Path) -> N
 
 
 def test_rerun_skips_force_redoes(tiny: BenchData, tmp_path: Path) -> None:
-    first = _run(tiny, tmp_path, ["dummy"], seeds=[0, 1])
+    first = _run(tiny, tmp_path, [DUMMY], seeds=[0, 1])
     path = record_path(tmp_path, first[0].cell.id)
     before = path.read_bytes()
-    again = _run(tiny, tmp_path, ["dummy"], seeds=[0, 1])
+    again = _run(tiny, tmp_path, [DUMMY], seeds=[0, 1])
     assert path.read_bytes() == before and again[0] == first[0]
-    forced = _run(tiny, tmp_path, ["dummy"], seeds=[0], force=True)
+    forced = _run(tiny, tmp_path, [DUMMY], seeds=[0], force=True)
     assert forced[0].environment.started_at >= first[0].environment.started_at
     assert forced[0].scores == first[0].scores  # deterministic
 
 
 def test_failure_is_recorded_and_the_run_goes_on(tiny: BenchData, tmp_path: Path) -> None:
-    recs = _run(tiny, tmp_path, ["exploding", "dummy"])
+    recs = _run(tiny, tmp_path, [EXPLODING, DUMMY])
     assert [r.status for r in recs] == ["failed", "ok"]
     assert "boom" in recs[0].error and "during fit" in recs[0].error
     assert "Traceback" in recs[0].traceback and recs[0].metrics is None
@@ -98,12 +110,12 @@ def test_failure_is_recorded_and_the_run_goes_on(tiny: BenchData, tmp_path: Path
 
 def test_interrupted_run_resumes_with_identical_results(tiny: BenchData, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny, tmp_path, ["dummy", "interrupted"])
+        _run(tiny, tmp_path, [DUMMY, INTERRUPTED])
     done = {p.name: p.read_bytes() for p in (tmp_path / "records").glob("*.json")}
     assert list(done) == ["cadsd__dummy__seed0.json"]  # the interrupted cell wrote nothing
     assert not list((tmp_path / "records").glob(".*"))
-    clean = _run(tiny, tmp_path / "clean", ["dummy"])
-    resumed = _run(tiny, tmp_path, ["dummy", "exploding"])
+    clean = _run(tiny, tmp_path / "clean", [DUMMY])
+    resumed = _run(tiny, tmp_path, [DUMMY, EXPLODING])
     assert {p.name: p.read_bytes() for p in (tmp_path / "records").glob("*dummy*.json")} == done
     assert resumed[0].scores == clean[0].scores
     assert resumed[0].metrics == clean[0].metrics
@@ -116,7 +128,7 @@ def test_folder_with_other_results_is_refused(tiny: BenchData, tmp_path: Path) -
         _run(tiny, tmp_path, ["padim"], backbone="efficientnet_lite2")
     [rec] = _run(tiny, tmp_path, ["padim"], backbone="efficientnet_lite2", force=True)
     assert rec.ok and rec.backbone.name == "efficientnet_lite2"
-    _run(tiny, tmp_path, ["dummy"], backbone="efficientnet_lite2")  # no backbone: another method is fine
+    _run(tiny, tmp_path, [DUMMY], backbone="efficientnet_lite2")  # no backbone: another method is fine
 
 
 def test_git_sha_unknown_outside_a_checkout(tmp_path: Path) -> None:
@@ -145,34 +157,34 @@ def test_saved_dataset_and_folder_agree(tmp_path: Path) -> None:
 
 
 def test_one_dataset_per_run_folder(tiny: BenchData, tmp_path: Path) -> None:
-    _run(tiny, tmp_path, ["dummy"])
+    _run(tiny, tmp_path, [DUMMY])
     other = BenchData(**{**tiny.__dict__, "name": "other", "fingerprint": "f" * 64})
     with pytest.raises(BenchError, match="new --out"):
-        _run(other, tmp_path, ["dummy"], force=True)  # --force cannot mix datasets either
+        _run(other, tmp_path, [DUMMY], force=True)  # --force cannot mix datasets either
     with pytest.raises(BenchError, match="other method settings"):
-        _run(tiny, tmp_path, ["dummy"], params=("dummy.grid=14",))
-    [rec] = _run(tiny, tmp_path, ["dummy"], params=("dummy.grid=14",), force=True)
+        _run(tiny, tmp_path, [DUMMY], params=("dummy.grid=14",))
+    [rec] = _run(tiny, tmp_path, [DUMMY], params=("dummy.grid=14",), force=True)
     assert rec.method.params["grid"] == 14 and rec.model.state_summary["mean_"] == [3, 14, 14]
 
 
 def test_trained_method_runs_its_budget_seeded(tiny: BenchData, tmp_path: Path) -> None:
     """dummy_trained: the epoch loop, the budget in the record, the same scores for the same
     seed, other scores for another seed (its batches are shuffled with the cell's seed)."""
-    [a] = _run(tiny, tmp_path / "a", ["dummy_trained"], budget="quick")
+    [a] = _run(tiny, tmp_path / "a", [DUMMY_TRAINED], budget="quick")
     assert a.ok and a.method.budget == "quick"
     assert a.method.budget_overrides == {"epochs": 4} and a.method.params["epochs"] == 4
     assert a.training.series("epoch") == [1, 2, 3, 4]
-    [b] = _run(tiny, tmp_path / "b", ["dummy_trained"], budget="quick")
+    [b] = _run(tiny, tmp_path / "b", [DUMMY_TRAINED], budget="quick")
     assert a.scores == b.scores
-    [c] = _run(tiny, tmp_path / "c", ["dummy_trained"], budget="quick", seeds=[1])
+    [c] = _run(tiny, tmp_path / "c", [DUMMY_TRAINED], budget="quick", seeds=[1])
     assert [s.score for s in c.scores] != [s.score for s in a.scores]
     with pytest.raises(BenchError, match="another budget"):
-        _run(tiny, tmp_path / "a", ["dummy_trained"], budget="smoke")
+        _run(tiny, tmp_path / "a", [DUMMY_TRAINED], budget="smoke")
 
 
 @pytest.mark.slow
 def test_each_method_gets_its_own_input(tiny: BenchData, tmp_path: Path) -> None:
-    recs = _run(tiny, tmp_path, ["dummy", "patchsvdd"])
+    recs = _run(tiny, tmp_path, [DUMMY, "patchsvdd"])
     by = {r.method.name: r for r in recs}
     svdd = by["patchsvdd"]
     assert svdd.ok, svdd.error

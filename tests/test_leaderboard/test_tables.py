@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from harness_fixtures import COUNTS, load, options, registry_with, write_layout
+from harness_fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layout
 from sklearn.metrics import roc_auc_score
 
 from leaderboard.records import Record
@@ -20,14 +20,12 @@ from leaderboard.reporting.tables import render_markdown
 from leaderboard.running import runner
 from leaderboard.running.progress import Reporter
 
-EXTRA = registry_with(exploding="harness_fixtures:Exploding")
-
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     tmp = tmp_path_factory.mktemp("tables")
     data = load(write_layout(tmp, counts=COUNTS, size=40, masks=True), kind="synthetic")
-    opts = options(tmp / "run", ["dummy", "exploding"], seeds=[0, 1], registry=EXTRA)
+    opts = options(tmp / "run", [DUMMY, EXPLODING], seeds=[0, 1])
     return runner.run(data, opts, Reporter())
 
 
@@ -74,14 +72,14 @@ def test_markdown_single_seed_numbers_trace_to_the_record(records: list[Record])
     md = render_markdown([rec])
     expect = _recompute(rec)
     ci = rec.metrics.image_auroc.all.ci
-    assert f"| dummy | none (from scratch) | {100 * expect['all']:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}] |" in md
+    assert f"| dummy (outside method) | none | {100 * expect['all']:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}] |" in md
     for c, label in (("scratch", "Scratch"), ("lacking", "Lacking")):
         assert _row(md, label).startswith(f"| {label} | {100 * expect[c]:.1f} [")
     avg = (expect["scratch"] + expect["paint"]) / 2
     assert _row(md, "**Average (local)**").startswith(f"| **Average (local)** | {100 * avg:.1f} [")
     lat = rec.timing.latency_ms
     table4 = md.split("## Table 4")[1]
-    assert f"| dummy | {lat.mean:.1f} / {lat.median:.1f} / {lat.p95:.1f}" in table4
+    assert f"| dummy (outside method) | {lat.mean:.1f} / {lat.median:.1f} / {lat.p95:.1f}" in table4
 
 
 def test_markdown_several_seeds_mean_and_std(records: list[Record]) -> None:
@@ -107,7 +105,7 @@ def test_synthetic_is_labelled_and_never_shows_paper_numbers(records: list[Recor
 def test_real_cadsd_shows_paper_numbers_beside_ours(records: list[Record]) -> None:
     fake = copy.deepcopy([r for r in records if r.ok and r.seed == 0])
     for r in fake:
-        r.method.name = "sa_patchcore"
+        r.method.name, r.method.origin = "sa_patchcore", "builtin"
         r.dataset.kind = "cadsd"
     md = render_markdown(fake)
     assert "the real CAD-SD" in md and "SYNTHETIC" not in md

@@ -1,5 +1,5 @@
-"""Tiny, deterministic detectors for harness tests (registered hidden: ``dummy`` and
-``dummy_trained``).
+"""Tiny, deterministic detectors for the harness's tests, loaded by import path as a user's
+own method is (``--methods harness_methods:PixelStats``): ``dummy`` and ``dummy_trained``.
 
 ``dummy``: per-cell statistics of the training images on a coarse grid, read in one pass; the
 anomaly map is the z-score norm of each cell, the image score its maximum. No backbone, so it
