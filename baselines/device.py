@@ -9,7 +9,10 @@ from baselines.errors import DetectorError
 
 
 class DeviceError(DetectorError):
-    """An unknown device, or CUDA asked for where there is no GPU."""
+    """An unknown device, or CUDA asked for where there is no GPU (a command-line mistake of
+    ``--device``: exit code 2)."""
+
+    exit_code = 2
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -59,11 +59,17 @@ def cli() -> None:
                    "quick on a CPU. Announced, and recorded in every result.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder [default: runs/<dataset>-<backbones>].")
-@click.option("--force", is_flag=True, help="Recompute cells that already have a result.")
+@click.option("--force", is_flag=True,
+              help="Recompute cells that already have a result; record files that cannot be "
+                   "used (unreadable, edited) are moved aside, kept, and their cells recomputed.")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait when another `bench run` holds the --out folder (one run "
+                   "per folder at a time).")
 @click.option("--save-models", is_flag=True, help="Save each cell's fitted model (safetensors).")
 @click.option("--param", "params", multiple=True, metavar="METHOD.KEY=VALUE",
               help="A method setting (repeatable), e.g. patchcore.coreset_ratio=0.1.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads [default: torch's].")
 @click.option("--executor", default="local", show_default=True,
               help="local (one cell after the other) or ray (each cell a Ray task: one GPU each "
                    "on CUDA; needs pip install 'cadsd-bench[ray]').")
@@ -128,14 +134,23 @@ def _summary(result: BenchResult) -> None:
 @cli.command("leaderboard")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--no-plots", is_flag=True, help="Only the tables.")
-def leaderboard_cmd(run_dir: Path, no_plots: bool) -> None:
+def leaderboard_cmd(run_dir: Path, no_plots: bool) -> int:
     """Rebuild leaderboard.md, results.csv and the plots of RUN_DIR from its records."""
+    from leaderboard.records import scan_records
     from leaderboard.reporting.report import write_outputs
 
     if not run_dir.is_dir():
         raise BenchError(f"run folder not found: {run_dir} (written by `bench run --out DIR`)")
-    files = write_outputs(run_dir, plots=not no_plots)
-    console.print(f"Leaderboard: [bold]{files['leaderboard']}[/]")
+    records, unusable = scan_records(run_dir)
+    files = write_outputs(run_dir, plots=not no_plots, scanned=(records, unusable))
+    console.print(f"Leaderboard: [bold]{files['leaderboard']}[/] ({len(records)} records)")
+    for bad in unusable:
+        console.print(f"[red]left out:[/] {bad}", highlight=False)
+    if unusable:
+        console.print(f"[red]{len(unusable)} record file(s) could not be used[/]; the "
+                      "leaderboard names them and renders the rest.", highlight=False)
+        return 1
+    return 0
 
 
 @cli.command("list")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,43 +78,127 @@ def _v2_to_v3(old: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
-def parse_record(data: Any, where: str = "record") -> Record:
-    """A record from its JSON content, migrating older versions."""
+class BadRecord(BenchError):
+    """A file in ``records/`` that cannot be used: unreadable, foreign, malformed, of a newer
+    schema, or with per-image scores that disagree with its metrics. ``reason`` says which."""
+
+    def __init__(self, where: str, reason: str, fix: str = "") -> None:
+        self.where, self.reason = where, reason
+        super().__init__(f"{where} {reason}" + (f"; {fix}" if fix else ""))
+
+
+FORCE_FIX = ("`bench run --force` moves it aside (kept, renamed) and recomputes its cell, "
+             "or pass a new --out")
+
+
+def check_scores(record: Record, where: str = "record") -> None:
+    """Refuse a finished record whose per-image scores do not give its stored metrics (an
+    edited or truncated file): the overall AUROC and each anomaly type's, recomputed."""
+    from leaderboard.running.metrics import auroc
+
+    m = record.metrics.image_auroc if record.ok and record.metrics else None
+    if m is None:
+        return
+    labels = [s.label for s in record.scores]
+    scores = [s.score for s in record.scores]
+    n_anomaly = sum(labels)
+    if (len(labels) - n_anomaly, n_anomaly) != (m.all.n_normal, m.all.n_anomaly):
+        raise BadRecord(where, f"holds {len(labels) - n_anomaly} normal and {n_anomaly} "
+                               f"anomalous per-image scores, but its metrics were computed on "
+                               f"{m.all.n_normal} and {m.all.n_anomaly}: the file was edited or "
+                               "truncated", FORCE_FIX)
+    checks = {"all": (labels, scores, m.all.auroc)}
+    for cat, entry in m.category.items():
+        sel = [i for i, s in enumerate(record.scores) if s.label == 0 or s.category == cat]
+        checks[cat] = ([labels[i] for i in sel], [scores[i] for i in sel], entry.auroc)
+    for what, (y, s, stored) in checks.items():
+        found = auroc(y, s) if 0 < sum(y) < len(y) else float("nan")
+        if not abs(found - stored) <= 1e-9:
+            raise BadRecord(where, f"has per-image scores that give {what} AUROC {found:.6f}, "
+                                   f"but its metrics say {stored:.6f}: the file was edited or "
+                                   "truncated", FORCE_FIX)
+
+
+def parse_record(data: Any, where: str = "record", verify: bool = True) -> Record:
+    """A record from its JSON content, migrating older versions; ``verify``: its scores must
+    give its metrics (:func:`check_scores`)."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise BenchError(f"{where} is not a cadsd-bench result record")
+        raise BadRecord(where, "is not a cadsd-bench result record", FORCE_FIX)
     version = data.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION or (
             version < SCHEMA_VERSION and version not in MIGRATIONS):
-        raise BenchError(
-            f"{where} has schema version {version}; this cadsd-bench reads versions "
-            f"{min(MIGRATIONS)}-{SCHEMA_VERSION}: upgrade cadsd-bench, or rerun the cell with "
-            "`bench run --force`"
-        )
+        raise BadRecord(
+            where, f"has schema version {version}; this cadsd-bench reads versions "
+                   f"{min(MIGRATIONS)}-{SCHEMA_VERSION}",
+            "upgrade cadsd-bench (pip install -U cadsd-bench), or recompute the cell with "
+            "`bench run --force`")
     try:
         while data["schema_version"] < SCHEMA_VERSION:
             data = MIGRATIONS[data["schema_version"]](data)
-        return from_json_dict(data)
+        record = from_json_dict(data)
     except (KeyError, TypeError, ValueError) as err:
-        raise BenchError(f"{where} is a malformed version-{version} record ({err}); rerun the "
-                         "cell with `bench run --force`") from None
+        raise BadRecord(where, f"is a malformed version-{version} record ({err})",
+                        FORCE_FIX) from None
+    if verify:
+        check_scores(record, where)
+    return record
 
 
-def read_record(path: Path) -> Record:
-    """Load one record; a foreign, malformed or newer-schema file raises :class:`BenchError`."""
+def read_record(path: Path, verify: bool = True) -> Record:
+    """Load one record; an unreadable, foreign, malformed, newer-schema or tampered file
+    raises :class:`BadRecord` naming it."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise BenchError(f"cannot read result record {path}: {err}") from None
-    return parse_record(data, str(path))
+        raise BadRecord(str(path), f"cannot be read as JSON ({err})", FORCE_FIX) from None
+    return parse_record(data, str(path), verify)
 
 
-def load_records(run_dir: Path) -> list[Record]:
-    """All records of a run folder, sorted by (dataset, K, method order of the run, seed)."""
+def _folder(run_dir: Path) -> Path:
     folder = Path(run_dir) / RECORDS_DIR
     if not folder.is_dir():
         raise BenchError(
             f"{run_dir} has no {RECORDS_DIR}/ folder: it is not a `bench run` output folder"
         )
-    records = [read_record(p) for p in sorted(folder.glob("*.json"))]
-    return sorted(records, key=lambda r: (r.dataset.name, r.cell.shots or 0, r.cell.order,
-                                          r.method.name, r.cell.seed))
+    return folder
+
+
+def scan_records(run_dir: Path, verify: bool = True) -> tuple[list[Record], list[BadRecord]]:
+    """The usable records of a run folder, sorted by (dataset, K, method order of the run,
+    seed), and a :class:`BadRecord` for each file that cannot be used."""
+    records, bad = [], []
+    for path in sorted(_folder(run_dir).glob("*.json")):
+        try:
+            records.append(read_record(path, verify))
+        except BadRecord as err:
+            bad.append(err)
+    records.sort(key=lambda r: (r.dataset.name, r.cell.shots or 0, r.cell.order, r.method.name,
+                                r.cell.seed))
+    return records, bad
+
+
+def load_records(run_dir: Path, verify: bool = True) -> list[Record]:
+    """All records of a run folder (sorted as :func:`scan_records`); the first file that
+    cannot be used raises its :class:`BadRecord`."""
+    records, bad = scan_records(run_dir, verify)
+    if bad:
+        raise bad[0]
+    return records
+
+
+def set_aside_bad_records(run_dir: Path) -> list[tuple[Path, Path, str]]:
+    """Rename every unusable record of ``run_dir`` to ``<name>.unusable-<time>`` (kept, no
+    longer read), so its cell is recomputed; returns ``(path, new path, reason)`` each."""
+    folder = Path(run_dir) / RECORDS_DIR
+    if not folder.is_dir():
+        return []
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            read_record(path)
+        except BadRecord as err:
+            kept = path.with_name(f"{path.name}.unusable-{stamp}")
+            os.replace(path, kept)
+            moved.append((path, kept, err.reason))
+    return moved

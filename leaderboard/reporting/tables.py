@@ -7,10 +7,12 @@ the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from cadsd.format.layout import GROUP_NAMES
+from leaderboard.records import BadRecord
 from leaderboard.records.schema import Record
 from leaderboard.reporting import paper
 from leaderboard.reporting.cells import (
@@ -240,14 +242,27 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
     return lines
 
 
-def render_markdown(records: Sequence[Record], plots: Sequence[str] = ()) -> str:
-    """The whole ``leaderboard.md``."""
+def unusable_section(unusable: Sequence[BadRecord]) -> list[str]:
+    """The record files left out of every table, each with why."""
+    if not unusable:
+        return []
+    return ["## Records left out", "",
+            (f"{len(unusable)} file(s) in `records/` could not be used, so their cells are "
+             "missing from every table above. `bench run --force` with the run's command moves "
+             "them aside (kept, renamed) and recomputes those cells."), "",
+            *(f"- `{Path(b.where).name}` {b.reason}" for b in unusable), ""]
+
+
+def render_markdown(records: Sequence[Record], plots: Sequence[str] = (),
+                    unusable: Sequence[BadRecord] = ()) -> str:
+    """The whole ``leaderboard.md`` (``unusable``: record files left out, named at the end)."""
     if not records:
-        return "# CAD-SD leaderboard\n\nNo results yet.\n"
+        return "# CAD-SD leaderboard\n\nNo results yet.\n" + "\n".join(
+            ["", *unusable_section(unusable)] if unusable else [])
     from leaderboard.reporting.benchmark_tables import is_benchmark, render_benchmark
 
     if is_benchmark(records):
-        return render_benchmark(records, plots)
+        return render_benchmark(records, plots) + "\n".join(unusable_section(unusable))
     ok = [r for r in records if r.ok] or list(records)
     real = is_real(records)
     groups = by_method(records)
@@ -256,5 +271,5 @@ def render_markdown(records: Sequence[Record], plots: Sequence[str] = ()) -> str
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
         lines += few_shot_tables(records, real) + ablation_tables(groups, real)
         lines += table4(groups, real) + training_table(groups)
-    lines += failures(records) + notes(records, real, plots)
+    lines += failures(records) + unusable_section(unusable) + notes(records, real, plots)
     return "\n".join(lines)

@@ -16,10 +16,10 @@ from typing import Any
 
 from baselines.device import resolve_device
 from leaderboard import registry
-from leaderboard.errors import UsageError
-from leaderboard.records import Record
+from leaderboard.errors import BenchError, UsageError
+from leaderboard.records import RECORDS_DIR, Record, set_aside_bad_records
 from leaderboard.reporting.report import write_outputs
-from leaderboard.running import choices, data, environment, plan
+from leaderboard.running import choices, data, environment, lock, plan
 from leaderboard.running.progress import Reporter
 from leaderboard.running.runner import RunOptions, run
 
@@ -60,6 +60,7 @@ def bench_run(
     probe: Callable[[], bool] = choices.online,
     executor: str = "local",
     ray_address: str | None = None,
+    wait_s: float = 0.0,
     **options: Any,
 ) -> BenchResult:
     """Run ``methods`` x ``seeds`` on ``dataset``; see ``bench run --help`` for the options.
@@ -115,20 +116,43 @@ def bench_run(
             ray_address, ray_pythonpath([p.entry for p in plans]))
     else:
         executing = contextlib.nullcontext()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BenchError(f"--out {out_dir} is a file, not a folder; pass a folder for the run "
+                         "(it is made if missing)")
     ui = reporter()
     records = []
     try:
-        with executing:
+        with lock.run_lock(out_dir, wait_s), executing:
+            if force:
+                for path, kept, why in set_aside_bad_records(out_dir):
+                    echo(f"Record {path} could not be used ({why}); kept as {kept.name}, and "
+                         "its cell is recomputed.")
             for i, resolved in enumerate(datasets):
                 if i:  # the next category replaces the last: one's decoded images at a time
                     first = data.load(resolved)
                     _decode(first, plans, decode_progress)
                 records += run(first, opts, ui)
+            files = write_outputs(out_dir)
+    except OSError as err:  # the run folder cannot be written: a full disk, no permission
+        raise BenchError(_write_failure(out_dir, err)) from None
     finally:
         ui.close()
-    files = write_outputs(out_dir)
     return BenchResult(out=out_dir, records=records, files=files,
                        wall_s=time.perf_counter() - t0)
+
+
+def _write_failure(out: Path, err: OSError) -> str:
+    """What a failed write means for the run: which path, why, and that finished cells stay."""
+    where = err.filename or out
+    try:
+        kept = len(list((out / RECORDS_DIR).glob("*.json")))
+    except OSError:
+        kept = 0
+    cells = (f"the {kept} cell record(s) written before it are kept in {out / RECORDS_DIR}"
+             if kept else "no cell had finished")
+    return (f"the run stopped at {where}: {err.strerror or err}. Nothing half-written was left: "
+            f"{cells}. Fix the cause (free disk space, write permission, another --out) and "
+            "rerun the same command to resume")
 
 
 def _decode(bench_data: data.BenchData, plans: list[plan.MethodPlan],

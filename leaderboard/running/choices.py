@@ -39,12 +39,15 @@ def resolve_backbones(
     Weights are fetched (or found missing: one clear error) here, not in every cell.
     """
     from baselines.components.backbones import ensure_weights, get_spec, imagenet_available
-    from leaderboard.errors import BenchError
+    from leaderboard.errors import BenchError, UsageError
     from leaderboard.running.plan import check_backbone_role
 
     users = [p for p in plans if p.klass.backbone_role is not None]
     if spec != "auto":
-        get_spec(spec)  # unknown names raise with the list of known ones
+        try:
+            get_spec(spec)
+        except DetectorError as err:  # an unknown name: a command-line mistake
+            raise UsageError(f"--backbone: {err}") from None
         for p in users:
             check_backbone_role(p, spec)
         if users:

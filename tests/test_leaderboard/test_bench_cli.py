@@ -227,7 +227,7 @@ def test_cuda_without_gpu(capsys: pytest.CaptureFixture, tmp_path: Path, root: P
         pytest.skip("a GPU is present")
     code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", str(root),
                         "--device", "cuda", "--out", str(tmp_path / "run"))
-    assert code == 1 and "no CUDA device" in text and not (tmp_path / "run").exists()
+    assert code == 2 and "no CUDA device" in text and not (tmp_path / "run").exists()
 
 
 def test_ctrl_c_says_how_to_resume(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

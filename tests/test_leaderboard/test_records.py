@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from leaderboard.errors import BenchError
-from leaderboard.records import SCHEMA_VERSION, load_records, parse_record, read_record
+from leaderboard.records import (
+    SCHEMA_VERSION,
+    BadRecord,
+    load_records,
+    parse_record,
+    read_record,
+)
 from leaderboard.reporting.results_csv import render_csv
 from leaderboard.reporting.tables import render_markdown
 
@@ -23,7 +29,12 @@ PLOTS = ["plots/roc.png", "plots/gallery.png", "plots/training.png"]
 
 
 def test_version_1_records_render_the_leaderboard_their_code_rendered() -> None:
-    records = load_records(V1)
+    # the fixture's per-image scores were trimmed to one per type (to keep the repository
+    # small), so they no longer give the stored metrics: a reader refuses such a file...
+    with pytest.raises(BadRecord, match="holds 1 normal and 4 anomalous per-image scores, but "
+                                        "its metrics were computed on 210 and 166"):
+        load_records(V1)
+    records = load_records(V1, verify=False)  # ...and this test reads them knowingly
     assert [r.method.name for r in records] == ["padim", "patchcore", "sa_patchcore",
                                                 "sa_patchcore_eq4", "patchsvdd", "cs_flow"]
     assert all(r.schema_version == SCHEMA_VERSION for r in records)
@@ -46,14 +57,14 @@ def _v1(name: str = "synthetic__padim__seed0.json") -> dict:
 
 def test_migration_moves_every_version_1_field() -> None:
     old = _v1()
-    rec = parse_record(old)
+    rec = parse_record(old, verify=False)  # trimmed scores (see above)
     assert rec.cell.seed == old["seed"] and rec.cell.train_files is None
     assert rec.metrics.image_auroc.all.ci.low == old["metrics"]["image_auroc"]["all"]["ci"][0]
     assert rec.metrics.image_auroc.average["local"].ci.high == \
         old["metrics"]["image_auroc"]["average"]["local"]["ci"][1]
     assert rec.dataset.decode_ms_per_image == old["timing"]["decode_ms_per_image"]
     assert rec.input.describe() == old["input"]["description"]
-    again = parse_record(json.loads(json.dumps(rec.to_json_dict())))
+    again = parse_record(json.loads(json.dumps(rec.to_json_dict())), verify=False)
     assert again == rec  # the migrated record is a valid current one
 
 
@@ -78,8 +89,8 @@ def test_newer_foreign_and_malformed_files_are_refused(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     shutil.copytree(V1, folder)
     (folder / "records" / "broken.json").write_text("{")
-    with pytest.raises(BenchError, match="cannot read result record"):
-        load_records(folder)
+    with pytest.raises(BenchError, match="broken.json cannot be read as JSON"):
+        load_records(folder, verify=False)
     with pytest.raises(BenchError, match="not a `bench run` output folder"):
         load_records(tmp_path)
-    assert read_record(V1 / "records" / "synthetic__padim__seed0.json").ok
+    assert read_record(V1 / "records" / "synthetic__padim__seed0.json", verify=False).ok

@@ -130,7 +130,7 @@ def test_an_official_benchmark_copy_shows_the_papers_means() -> None:
 
     from leaderboard.records import load_records
 
-    stop10 = load_records(Path(__file__).parent / "data" / "records_v1")
+    stop10 = load_records(Path(__file__).parent / "data" / "records_v1", verify=False)
     fake = []
     for cat in ("01", "02", "03"):
         for r in copy.deepcopy(stop10):
