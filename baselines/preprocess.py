@@ -7,6 +7,7 @@ a training mean image) is the detector's own business: it is named in the spec f
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +62,28 @@ class InputSpec:
 DEFAULT_INPUT = InputSpec()
 
 
-def open_rgb(src: str | Path | bytes | Image.Image) -> Image.Image:
-    """Decode ``src`` (path, bytes or PIL image) to RGB; a corrupt image raises InputError."""
+def open_rgb(src: str | Path | bytes | Image.Image, name: str | None = None) -> Image.Image:
+    """Decode ``src`` (path, bytes or PIL image) to 8-bit RGB by the one rule of
+    :mod:`cadsd.format.images` (16-bit greyscale scaled, not clipped); a corrupt, empty or
+    unreadable image raises InputError naming ``name`` (default: the path)."""
+    from cadsd.format.images import to_rgb
+
+    label = name or ("<bytes>" if isinstance(src, bytes) else str(src))
     if isinstance(src, Image.Image):
         img = src
     else:
+        if isinstance(src, bytes) and not src:
+            raise InputError(f"cannot decode image {label}: zero-byte file")
         try:
             img = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
             img.load()
         except (OSError, ValueError, SyntaxError) as err:
-            name = "<bytes>" if isinstance(src, bytes) else str(src)
-            raise InputError(f"cannot decode image {name}: {err}") from None
-    return img.convert("RGB") if img.mode != "RGB" else img
+            why = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err))
+            raise InputError(f"cannot decode image {label}: {why}") from None
+    try:
+        return to_rgb(img)
+    except ValueError as err:
+        raise InputError(f"cannot read image {label}: {err}") from None
 
 
 def _resize_crop(img: Image.Image, spec: InputSpec, resample: int) -> np.ndarray:
@@ -84,9 +95,11 @@ def _resize_crop(img: Image.Image, spec: InputSpec, resample: int) -> np.ndarray
     return arr[top : top + spec.crop, top : top + spec.crop]
 
 
-def image_to_uint8(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT) -> torch.Tensor:
-    """One image -> uint8 tensor ``(3, size, size)`` as ``spec`` wants it."""
-    arr = _resize_crop(open_rgb(src), spec, RESAMPLE[spec.resample])
+def image_to_uint8(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT,
+                   name: str | None = None) -> torch.Tensor:
+    """One image -> uint8 tensor ``(3, size, size)`` as ``spec`` wants it (``name``: what an
+    error calls it)."""
+    arr = _resize_crop(open_rgb(src, name), spec, RESAMPLE[spec.resample])
     return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()  # a writable copy
 
 
@@ -95,8 +108,13 @@ def image_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEF
     return image_to_uint8(src, spec).float().div_(255.0)
 
 
-def mask_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT) -> torch.Tensor:
-    """A ground-truth mask -> bool tensor ``(size, size)`` (nearest resampling)."""
-    img = src if isinstance(src, Image.Image) else open_rgb(src)
-    arr = _resize_crop(img.convert("L"), spec, Image.Resampling.NEAREST)
-    return torch.from_numpy(np.ascontiguousarray(arr) > 127)
+def mask_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT,
+                   name: str | None = None) -> torch.Tensor:
+    """A ground-truth mask -> bool tensor ``(size, size)`` (nearest resampling), binarised by
+    the one mask rule (:func:`cadsd.zoo.base.binary_mask`: above mid-grey)."""
+    from cadsd.format.images import to_8bit
+    from cadsd.zoo.base import MASK_THRESHOLD
+
+    img = src if isinstance(src, Image.Image) else open_rgb(src, name)
+    arr = _resize_crop(to_8bit(img).convert("L"), spec, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.ascontiguousarray(arr) > MASK_THRESHOLD)

@@ -112,16 +112,23 @@ def _pct(entry: AUROC | Average | None) -> str:
 
 
 def _summary(result: BenchResult) -> None:
+    """The run at a glance: image AUROC overall and per anomaly group, with the groups the
+    records have (CAD-SD: local / co-occurrence; MVTec LOCO AD: logical / structural; MVTec AD,
+    BTAD: local), and a dataset column when the run has several."""
+    ok = [r for r in result.records if r.ok]
+    groups = list(dict.fromkeys(g for r in ok for g in r.metrics.image_auroc.average))
+    datasets = list(dict.fromkeys(r.dataset.name for r in result.records))
     table = Table(title="image AUROC (%)", title_justify="left")
-    for col in ("method", "seed", "all", "local (avg)", "co-occurrence (avg)", "ms/image"):
+    cols = ["dataset"] * (len(datasets) > 1) + ["method", "seed", "all"]
+    for col in (*cols, *(f"{g.replace('_', '-')} (avg)" for g in groups), "ms/image"):
         table.add_column(col)
     for r in result.records:
+        head = [r.dataset.name] * (len(datasets) > 1) + [r.method.name, str(r.seed)]
         if not r.ok:
-            table.add_row(r.method.name, str(r.seed), "[red]failed[/]", "", "", "")
+            table.add_row(*head, "[red]failed[/]", *([""] * (len(groups) + 1)))
             continue
         auroc = r.metrics.image_auroc
-        table.add_row(r.method.name, str(r.seed), _pct(auroc.all), _pct(auroc.average.get("local")),
-                      _pct(auroc.average.get("co_occurrence")),
+        table.add_row(*head, _pct(auroc.all), *(_pct(auroc.average.get(g)) for g in groups),
                       f"{r.timing.latency_ms.mean:.1f}")
     console.print(table)
     console.print(f"Leaderboard: [bold]{result.files['leaderboard']}[/] "

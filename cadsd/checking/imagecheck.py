@@ -16,11 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cadsd.errors import CadsdError
-
-#: Modes PIL converts to RGB without losing meaning (a warning, not a failure).
-RGB_CONVERTIBLE: frozenset[str] = frozenset(
-    {"1", "L", "LA", "La", "P", "PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
-)
+from cadsd.format.images import is_16bit, mode_problem
 
 
 @dataclass(frozen=True)
@@ -70,22 +66,26 @@ def inspect_files(paths: Sequence[Path], workers: int | None = None) -> list[Fil
         return list(pool.map(inspect_file, paths, chunksize=8))
 
 
-def mode_findings(images: Sequence[tuple[str, str]]) -> list[tuple[str, str, str, bool]]:
-    """Findings on image modes: ``(kind, path, message, is_problem)``.
+def mode_findings(images: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str, str, bool]]:
+    """Findings on image modes, ``images`` being ``(path, mode, format)``: a list of
+    ``(kind, path, message, is_problem)``.
 
-    RGB is fine. A mode in :data:`RGB_CONVERTIBLE` gives one warning per mode (naming an
-    example); any other mode (16-bit, float) is a problem per image.
+    RGB is fine. A mode that loaders convert (:mod:`cadsd.format.images`: 8-bit modes, 16-bit
+    greyscale scaled to 8 bits) gives one warning per mode (naming an example); any other mode
+    (32-bit, float) is a problem per image, as loaders refuse it.
     """
-    by_mode: dict[str, list[str]] = defaultdict(list)
-    for path, mode in images:
+    by_mode: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+    for path, mode, fmt in images:
         if mode != "RGB":
-            by_mode[mode].append(path)
+            by_mode[(mode, fmt)].append(path)
     out = []
-    for mode, paths in sorted(by_mode.items()):
-        if mode in RGB_CONVERTIBLE:
-            message = f"{len(paths)} image(s) in mode {mode}, not RGB; loaders convert them to RGB"
-            out.append(("mode", paths[0], message, False))
+    for (mode, fmt), paths in sorted(by_mode.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        problem = mode_problem(mode, fmt)
+        if problem is None:
+            how = ("16-bit; loaders scale them to 8 bits (v / 257)" if is_16bit(mode, fmt)
+                   else "not RGB; loaders convert them to RGB")
+            out.append(("mode", paths[0], f"{len(paths)} image(s) in mode {mode}, {how}", False))
         else:
             for path in paths:
-                out.append(("mode", path, f"mode {mode} cannot become RGB without loss", True))
+                out.append(("mode", path, problem, True))
     return out

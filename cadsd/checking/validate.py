@@ -129,6 +129,9 @@ def expected_counts(expect: dict[str, int] | None = None) -> dict[tuple[str, str
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CadsdError(f"--expect {key}={value!r}: the count must be a whole number >= 0")
         for target in _expect_targets(key):
+            if target == ("train", "good") and value == 0:
+                raise CadsdError(f"--expect {key}=0: an empty training split is never usable "
+                                 "(every method fits on the normal training images)")
             out[target] = value
     return out
 
@@ -289,7 +292,8 @@ def validate(
             scan.warnings.append(
                 Problem("suffix", scan.rel(path), f"{info.format} data under a {path.suffix} name")
             )
-    rel_images = [(scan.rel(p), infos[p].mode) for p, _, _ in scan.images if infos[p].mode]
+    rel_images = [(scan.rel(p), infos[p].mode, infos[p].format) for p, _, _ in scan.images
+                  if infos[p].mode]
     for kind, path, message, is_problem in mode_findings(rel_images):
         (scan.problems if is_problem else scan.warnings).append(Problem(kind, path, message))
 
@@ -308,7 +312,10 @@ def _check_counts(
         if found == want or ((split, folder) not in scan.present and found == 0):
             continue  # equal, or already reported as a missing folder
         message = f"{split}/{cat}: found {found} images, expected {want}."
-        if cat == "lacking":
+        if (split, cat) == ("train", "good") and found == 0:
+            message = ("train/good: no images. An empty training split is never usable (every "
+                       f"method fits on the normal training images): put them in train/{folder}/.")
+        elif cat == "lacking":
             message += (
                 " The paper (Sec. IV-A) states 40 lacking images, a comment in the official code"
                 " says 44; if your copy is meant to differ, accept it with"

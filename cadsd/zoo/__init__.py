@@ -8,10 +8,17 @@
 * ``aitex``: AITEX fabric defects (Silvestre-Blanes et al., 2019) as a folder import only: the
   SA-PatchCore paper (Table 6) does not say how it cut the 4096 x 256 images into patches or
   split them, and no published split was found, so numbers on a user's own cut are not the
-  paper's.
+  paper's. It is only ever chosen by name (``--dataset aitex``), never detected.
 
-Licences: MVTec AD, MVTec LOCO AD and (per its distributors) BTAD are CC BY-NC-SA 4.0, i.e.
-non-commercial: ``cadsd card`` states it and ``cadsd push`` warns.
+A folder is matched to a layout by its structure (:func:`cadsd.zoo.base.layout_of`), never by
+its category names: a folder in one of these layouts whose categories are not the benchmark's
+official ones (anomalib's generator writes ``dummy``) is a generic import of that layout
+(``mvtec_layout``, ``btad_layout``, ``loco_layout``), named as such, with no published counts or
+paper numbers.
+
+Licences: MVTec AD and MVTec LOCO AD are CC BY-NC-SA 4.0, i.e. non-commercial; BTAD is
+CC BY-SA 4.0 (share-alike, as its authors' README and the archive's README say): ``cadsd card``
+states them and ``cadsd push`` warns.
 
 Published counts per category are checked by ``cadsd validate``; they come from the datasets'
 papers (totals cross-checked: MVTec AD 3,629 train / 467 good + 1,258 defective test images;
@@ -21,10 +28,21 @@ LOCO 1,778 train, 305 validation, 575 good + 561 logical + 432 structural test i
 from __future__ import annotations
 
 from cadsd.errors import LayoutError
-from cadsd.zoo.base import Benchmark, Sample, build, check_copy, count_report
+from dataclasses import replace
+
+from cadsd.zoo.base import (
+    LAYOUT_NAMES,
+    Benchmark,
+    Sample,
+    build,
+    check_copy,
+    count_report,
+    layout_of,
+)
 from cadsd.zoo.layouts import index_aitex, index_btad, index_mvtec_ad, index_mvtec_loco
 
 NC = "CC BY-NC-SA 4.0 (non-commercial)"
+SA = "CC BY-SA 4.0 (share-alike)"
 
 
 def _mvtec_counts() -> dict[str, dict[str, int]]:
@@ -75,8 +93,12 @@ MVTEC_AD = Benchmark(
     citation="Bergmann et al., The MVTec Anomaly Detection Dataset, IJCV 2021 (CVPR 2019)",
     license=NC, groups=("local",), categories=tuple(_mvtec_counts()), index=index_mvtec_ad,
     counts=_mvtec_counts(),
-    url=("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/"
+    # MVTec moved the archive (anomalib changelog, PR 3673, 2026-07: the older share answered
+    # 404/403); the sha256 is the same, so the older share stays as a fallback.
+    url=("https://www.mydrive.ch/shares/150996/b52ecdcbf521176e9db9c731f2304b27/download/"
          "420938113-1629960298/mvtec_anomaly_detection.tar.xz"),
+    mirrors=("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/"
+             "420938113-1629960298/mvtec_anomaly_detection.tar.xz",),
     sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
     archive_root=("mvtec_anomaly_detection",),
     paper={"patchsvdd": 91.3, "padim": 95.5, "patchcore": 98.6, "cs_flow": 98.7,
@@ -86,15 +108,17 @@ BTAD = Benchmark(
     name="btad", title="BTAD",
     citation="Mishra et al., VT-ADL: A Vision Transformer Network for Image Anomaly Detection "
              "and Localization (BTAD), ISIE 2021",
-    license=NC, groups=("local",), categories=("01", "02", "03"), index=index_btad,
-    counts={"01": {"train/good": 400, "test/good": 21, "test/ko": 49},
-            "02": {"train/good": 399, "test/good": 30, "test/ko": 200},
-            "03": {"train/good": 1000, "test/good": 400, "test/ko": 41}},
+    license=SA, groups=("local",), categories=("01", "02", "03"), index=index_btad,
+    # The authors' README (pankajmishra000/VT-ADL): product 1 400 images of 1600x1600, product
+    # 2 1000 of 600x600, product 3 399 of 800x600, which are the training (normal) images (1,799
+    # in all). It publishes no test split, so only the training counts are checked.
+    counts={"01": {"train/ok": 400}, "02": {"train/ok": 1000}, "03": {"train/ok": 399}},
     url="https://avires.dimi.uniud.it/papers/btad/btad.zip",
     sha256="461c9387e515bfed41ecaae07c50cf6b10def647b36c9e31d239ab2736b10d2a",
     archive_root=("BTech_Dataset_transformed", "btad"),
-    notes="the per-product split of normal and defective test images is from the BTAD paper "
-          "as remembered here, not checked against the archive: validate reports what it finds",
+    notes="image sizes per the authors' README: 01 1600x1600, 02 600x600, 03 800x600; only the "
+          "training counts are published (the test split is reported as found)",
+    layout="btad", normal_folder="ok",
     paper={"patchcore": 92.3, "sa_patchcore": 93.7},
 )
 MVTEC_LOCO = Benchmark(
@@ -102,7 +126,7 @@ MVTEC_LOCO = Benchmark(
     citation="Bergmann et al., Beyond Dents and Scratches: Logical Constraints in Unsupervised "
              "Anomaly Detection and Localization, IJCV 2022",
     license=NC, groups=("logical", "structural"), categories=tuple(_loco_counts()),
-    index=index_mvtec_loco, counts=_loco_counts(),
+    index=index_mvtec_loco, counts=_loco_counts(), layout="mvtec_loco",
     url=("https://www.mydrive.ch/shares/48237/1b9106ccdfbb09a0c414bd49fe44a14a/download/"
          "430647091-1646842701/mvtec_loco_anomaly_detection.tar.xz"),
     sha256="9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687",
@@ -126,31 +150,78 @@ AITEX = Benchmark(
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (MVTEC_AD, BTAD, MVTEC_LOCO, AITEX)}
 
 
+def _generic(bench: Benchmark, name: str) -> Benchmark:
+    return replace(
+        bench, name=name, title=f"a folder in {bench.title}'s layout", categories=(), counts={},
+        url=None, mirrors=(), sha256=None, archive_root=(), paper={}, generic=True,
+        license="not stated (your own folder: check the terms of where its images come from)",
+        citation=f"{bench.citation} (the layout only)",
+        notes=f"not {bench.title} itself: its categories are not the official ones, so no "
+              "published counts or paper numbers apply",
+        # masks optional in MVTec AD's layout (as for AITEX), but all or none when present
+        index=index_aitex if bench.layout == "mvtec_ad" else bench.index,
+    )
+
+
+#: layout -> the generic import of a folder in that layout (never registered as a benchmark)
+GENERIC: dict[str, Benchmark] = {
+    "mvtec_ad": _generic(MVTEC_AD, "mvtec_layout"),
+    "btad": _generic(BTAD, "btad_layout"),
+    "mvtec_loco": _generic(MVTEC_LOCO, "loco_layout"),
+}
+
+
 def get(name: str) -> Benchmark:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
+    """A benchmark by name (or a generic layout import, by the name its records carry)."""
+    found = BENCHMARKS.get(name) or next((g for g in GENERIC.values() if g.name == name), None)
+    if found is None:
         raise LayoutError(f"unknown dataset {name!r}; known: cadsd, synthetic, "
-                          f"{', '.join(BENCHMARKS)}") from None
+                          f"{', '.join(BENCHMARKS)}")
+    return found
+
+
+def _category_folders(path):
+    """``path``'s category folders (``<name>/train`` and ``<name>/test``), else those of its
+    one wrapping folder (or a known archive wrapper): ``(root, [names])``."""
+    from pathlib import Path
+
+    def cats(root: Path) -> list[str]:
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir()
+                      if p.is_dir() and (p / "train").is_dir() and (p / "test").is_dir())
+
+    path = Path(path)
+    if cats(path):
+        return path, cats(path)
+    inner = [p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
+    wrappers = [path / w for b in BENCHMARKS.values() for w in b.archive_root]
+    for candidate in [*(w for w in wrappers if w.is_dir()), *(inner if len(inner) == 1 else [])]:
+        if cats(candidate):
+            return candidate, cats(candidate)
+    return path, []
 
 
 def detect(path) -> tuple[Benchmark, object] | None:
-    """The benchmark whose layout ``path`` (or its one wrapping folder) has, and its root."""
-    from pathlib import Path
+    """The layout of ``path`` (or of its one wrapping folder) and its root, from the folders'
+    structure: the official benchmark when every category is one of its official ones, else
+    the generic import of that layout. None when no category folder has a known layout;
+    a LayoutError when the categories have different layouts."""
+    root, names = _category_folders(path)
+    layouts = {name: layout_of(root / name) for name in names}
+    kinds = {k for k in layouts.values() if k is not None}
+    if not kinds:
+        return None
+    if len(kinds) > 1 or None in layouts.values():
+        found = ", ".join(f"{n}: {LAYOUT_NAMES.get(k, 'none')}" for n, k in layouts.items())
+        raise LayoutError(f"{root}: its category folders have different layouts ({found}); "
+                          "give each layout its own folder")
+    kind = kinds.pop()
+    official = BENCHMARKS[kind]
+    if all(n in official.categories for n in names):
+        return official, root
+    return GENERIC[kind], root
 
-    path = Path(path)
-    probes = [("mvtec_loco", ("validation", "good")), ("btad", ("train", "ok")),
-              ("mvtec_ad", ("train", "good")), ("aitex", ("train", "good"))]
-    for name, (split, normal) in probes:
-        bench = BENCHMARKS[name]
-        try:
-            root = bench.find_root(path)
-        except LayoutError:
-            continue
-        if any((root / c / split / normal).is_dir() for c in bench.found_categories(root)):
-            return bench, root
-    return None
 
-
-__all__ = ["AITEX", "BENCHMARKS", "BTAD", "MVTEC_AD", "MVTEC_LOCO", "Benchmark", "Sample",
-           "build", "check_copy", "count_report", "detect", "get"]
+__all__ = ["AITEX", "BENCHMARKS", "BTAD", "GENERIC", "MVTEC_AD", "MVTEC_LOCO", "Benchmark",
+           "Sample", "build", "check_copy", "count_report", "detect", "get", "layout_of"]

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     import datasets
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+#: One rule for every mask (a single file or a union): a pixel is defective above mid-grey.
+#: Exact on the published 0/255 masks (and LOCO's per-type values 250-255), robust to the
+#: grey seams a lossy or resampled mask picks up.
+MASK_THRESHOLD = 127
+
+
+def binary_mask(img: object) -> object:
+    """A mask image (PIL) as a bool array by :data:`MASK_THRESHOLD` (grey level, 8 bits)."""
+    import numpy as np
+
+    from cadsd.format.images import to_8bit
+
+    return np.asarray(to_8bit(img).convert("L")) > MASK_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,15 @@ class Benchmark:
     archive_root: tuple[str, ...] = ()  # folder names an extracted archive may wrap it in
     notes: str = ""  # caveats shown by validate, the card and the leaderboard
     paper: dict[str, float] = field(default_factory=dict)  # SA-PatchCore paper: method -> mean
+    layout: str = "mvtec_ad"  # the folder structure: mvtec_ad, btad or mvtec_loco (see layout_of)
+    normal_folder: str = "good"  # the folder name of normal images (BTAD: ok)
+    mirrors: tuple[str, ...] = ()  # further official URLs of the same archive, tried in order
+    generic: bool = False  # a folder in a benchmark's layout, not the benchmark itself
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The official archive's URLs, the current one first."""
+        return ((self.url,) if self.url else ()) + self.mirrors
 
     @property
     def noncommercial(self) -> bool:
@@ -68,6 +90,12 @@ class Benchmark:
         if not folder.is_dir():
             raise LayoutError(f"{root} has no {category}/ folder: the {self.title} layout is "
                               f"<root>/<category>/train, test, ... ({', '.join(self.categories)})")
+        found = layout_of(folder)
+        if found is not None and found != self.layout:
+            raise LayoutError(f"{folder} has {LAYOUT_NAMES[found]}'s layout "
+                              f"({LAYOUT_SIGNS[found]}), not {self.title}'s; pass "
+                              f"--dataset {found} (its download) or the folder itself, whose "
+                              "layout is detected")
         return folder
 
     def samples(self, root: Path, category: str) -> list[Sample]:
@@ -81,6 +109,10 @@ class Benchmark:
         if not {"normal", "anomaly"} <= {s.label for s in samples if s.split == "test"}:
             raise LayoutError(f"{where}: the test split needs normal and anomalous images")
         return samples
+
+    def folder_key(self, split: str, category: str) -> str:
+        """``split/<folder>`` as on disk (normal images sit in :attr:`normal_folder`)."""
+        return f"{split}/{self.normal_folder if category == 'good' else category}"
 
     def defect_types(self, samples: list[Sample]) -> list[str]:
         return sorted({s.category for s in samples} - {"good"})
@@ -140,11 +172,43 @@ def union_mask(paths: tuple[Path, ...]) -> dict:
     merged = None
     for p in paths:
         with PILImage.open(p) as img:
-            m = np.asarray(img.convert("L")) > 0
+            m = binary_mask(img)
         merged = m if merged is None else merged | m
     buf = io.BytesIO()
     PILImage.fromarray((merged * 255).astype("uint8")).save(buf, format="PNG")
     return {"bytes": buf.getvalue(), "path": None}
+
+
+#: what each layout is called, and the structure that tells it apart (per category folder)
+LAYOUT_NAMES = {"mvtec_ad": "MVTec AD", "btad": "BTAD", "mvtec_loco": "MVTec LOCO AD"}
+LAYOUT_SIGNS = {
+    "mvtec_loco": "validation/good, test/logical_anomalies or structural_anomalies, "
+                  "ground_truth/<type>/<image id>/000.png",
+    "btad": "train/ok, test/ok, test/ko",
+    "mvtec_ad": "train/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png",
+}
+
+
+def _nested_masks(gt: Path) -> bool:
+    """``ground_truth/<type>/<id>/<k>.png``: masks one folder deeper than MVTec AD's."""
+    return gt.is_dir() and any(images_in(d) for t in gt.iterdir() if t.is_dir()
+                               for d in t.iterdir() if d.is_dir())
+
+
+def layout_of(folder: Path) -> str | None:
+    """Which published layout a category folder has, from its structure alone (never from its
+    name): MVTec LOCO AD (a ``validation/`` split, ``logical_anomalies`` /
+    ``structural_anomalies`` test folders, or masks in one folder per image), BTAD (normal images
+    in ``ok/``), MVTec AD (``train/good``); None when it has none of them."""
+    test = folder / "test"
+    if ((folder / "validation").is_dir() or (test / "logical_anomalies").is_dir()
+            or (test / "structural_anomalies").is_dir() or _nested_masks(folder / "ground_truth")):
+        return "mvtec_loco"
+    if (folder / "train" / "ok").is_dir():
+        return "btad"
+    if (folder / "train" / "good").is_dir():
+        return "mvtec_ad"
+    return None
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -163,10 +227,11 @@ def count_report(bench: Benchmark, root: Path, category: str,
         return []
     found: dict[str, int] = {}
     for s in samples:
-        key = f"{s.split}/{s.category}"
+        key = bench.folder_key(s.split, s.category)
         found[key] = found.get(key, 0) + 1
+    published = {key.split("/")[0] for key in want}  # splits whose counts were published
     out = []
-    for key in sorted(set(want) | set(found)):
+    for key in sorted(set(want) | {k for k in found if k.split("/")[0] in published}):
         if want.get(key, 0) != found.get(key, 0):
             out.append(f"{category}/{key}: {found.get(key, 0)} images, published "
                        f"{want.get(key, 0)}")

@@ -13,16 +13,21 @@ if TYPE_CHECKING:
     from cadsd.zoo.base import Benchmark
 
 #: the Hub's licence ids for the licences of these benchmarks
-HUB_LICENSES = {"CC BY-NC-SA 4.0 (non-commercial)": "cc-by-nc-sa-4.0"}
+HUB_LICENSES = {"CC BY-NC-SA 4.0 (non-commercial)": "cc-by-nc-sa-4.0",
+                "CC BY-SA 4.0 (share-alike)": "cc-by-sa-4.0"}
 
 
 def license_warning(bench: Benchmark) -> str | None:
-    """What ``cadsd push`` says before publishing a non-commercial dataset."""
-    if not bench.noncommercial:
-        return None
-    return (f"{bench.title} is licensed {bench.license}: a copy on the Hub must keep that "
-            "licence (the card states it) and must not be used commercially; make the repo "
-            "private (--private) unless the licence allows your use")
+    """What ``cadsd push`` says before publishing a non-commercial or share-alike dataset."""
+    if bench.noncommercial:
+        return (f"{bench.title} is licensed {bench.license}: a copy on the Hub must keep that "
+                "licence (the card states it) and must not be used commercially; make the repo "
+                "private (--private) unless the licence allows your use")
+    if "SA" in bench.license:
+        return (f"{bench.title} is licensed {bench.license}: a copy on the Hub, and anything "
+                "made from it, must keep that licence and credit its authors (the card states "
+                "both)")
+    return None
 
 
 def benchmark_card(bench: Benchmark, category: str, dd: datasets.DatasetDict,

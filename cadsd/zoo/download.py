@@ -38,6 +38,31 @@ def not_found_message(bench: Benchmark, where: Path) -> str:
             f"{bench.license}.")
 
 
+def _fetch_first(bench: Benchmark, dest: Path, urls: tuple[str, ...],
+                 policy: Policy) -> tuple[Path, str, Path]:
+    """The archive from the first of ``urls`` that serves it (the official ones are checked
+    against the published sha256); each failure is kept and all are named if none works. An
+    offline machine fails at once (every URL would)."""
+    failures = []
+    for url in urls:
+        kept = _stage_for(dest, "url", url)
+        try:
+            archive = fetch_url(url, kept, sha256=bench.sha256 if url in bench.urls else None,
+                                policy=policy)
+        except Offline:
+            raise
+        except DownloadError as err:  # a partial file stays for the next attempt to resume
+            failures.append(str(err))
+            with contextlib.suppress(OSError):
+                kept.rmdir()  # only when empty
+            continue
+        return archive, url, kept
+    if len(failures) == 1:
+        raise DownloadError(failures[0])
+    raise DownloadError(f"none of the {len(failures)} official URLs of {bench.title} served the "
+                        "archive: " + "; ".join(failures))
+
+
 def download(bench: Benchmark, source: str | None = None, dest: str | Path | None = None, *,
              force: bool = False, policy: Policy | None = None,
              limits: Limits | None = None) -> tuple[Path, list[str]]:
@@ -49,13 +74,15 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
             return dest, check_copy(bench, dest)[1]
         raise CadsdError(f"{dest} exists and was not written by `cadsd download`; pass --force "
                          "to replace it, or another --dest")
-    url = source if source and source.startswith(("http://", "https://")) else bench.url
-    local = Path(source).expanduser() if source and url != source else None
-    if local is None and url is None:
+    given_url = source if source and source.startswith(("http://", "https://")) else None
+    local = Path(source).expanduser() if source and given_url is None else None
+    urls = (given_url,) if given_url else bench.urls
+    if local is None and not urls:
         raise CadsdError(f"{bench.title} has no public download: pass --source PATH")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
-    kept = _stage_for(dest, "url", url) if local is None and url else None
+    url = urls[0] if local is None else None
+    kept = None
     try:
         if local is not None:
             if local.is_dir():
@@ -69,8 +96,7 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
                                         f"(sha256 differs from {bench.sha256[:16]}...)")
                 tree = extract(local, work / "tree", limits)
         else:
-            archive = fetch_url(url, kept, sha256=bench.sha256 if url == bench.url else None,
-                                policy=policy or Policy())
+            archive, url, kept = _fetch_first(bench, dest, urls, policy or Policy())
             tree = extract(archive, work / "tree", limits)
         root = bench.find_root(tree)
         write_manifest(root, source=str(local or url))

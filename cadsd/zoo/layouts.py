@@ -9,11 +9,14 @@ Per category folder:
   ``ground_truth/<type>/<stem>/<k>.png`` (one or more masks per image). The validation images
   are normal images meant for model selection; a fixed benchmark does not select, so they are
   not used (neither trained on nor scored);
-* AITEX (folder import): MVTec AD's layout, ``train/good``, ``test/<defect>``, optional
-  ``ground_truth/<defect>/<stem>_mask.png``.
+* AITEX and any other folder in MVTec AD's layout (a generic import): ``train/good``,
+  ``test/<defect>`` and, optionally, ``ground_truth/<defect>/<stem>_mask.png``: when a
+  ``ground_truth/`` folder exists, every anomalous image needs its mask (masks are never
+  dropped in part).
 
-A mask without its image, an anomalous image without its mask (where the benchmark has masks)
-or an empty split is an error naming the file.
+A mask without its image, an anomalous image without its mask (where the benchmark has masks,
+or the folder has a ``ground_truth/``), masks in a place the layout does not read, or an empty
+split is an error naming the file.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def _mvtec_like(folder: Path, normal: str, group: str, masks_required: bool,
         raise LayoutError(f"{folder} has no test/ folder")
     gt = folder / "ground_truth"
     all_masks = {p for d in gt.iterdir() if d.is_dir() for p in images_in(d)} if gt.is_dir() else set()
+    if gt.is_dir():
+        deeper = sorted(p for d in gt.iterdir() if d.is_dir() for sub in d.iterdir()
+                        if sub.is_dir() for p in images_in(sub))
+        if deeper:  # e.g. LOCO's ground_truth/<type>/<id>/000.png: never silently ignored
+            raise LayoutError(f"{gt}: masks in folders this layout does not read, e.g. "
+                              f"{deeper[0]}; ground_truth/<defect>/<stem>_mask.png expected")
+        masks_required = True  # a mask folder exists: no anomalous image may lack its mask
     used: set[Path] = set()
     for sub in sorted(p for p in test.iterdir() if p.is_dir()):
         defect = "good" if sub.name == normal else sub.name

@@ -95,8 +95,9 @@ class BenchData:
         then ``tick()`` per image)."""
         if spec.decode_key not in self.views:
             start(len(self.train_rows) + len(self.test_rows))
-            train, t_train = _decode(self.train_rows, spec, tick)
-            test, t_test = _decode(self.test_rows, spec, tick)
+            root = f"{self.source}/{self.category}" if self.category else self.source
+            train, t_train = _decode(self.train_rows, spec, tick, root)
+            test, t_test = _decode(self.test_rows, spec, tick, root)
             self.views[spec.decode_key] = View(spec, train, test, t_train + t_test)
         return self.views[spec.decode_key]
 
@@ -170,7 +171,10 @@ def resolve_all(spec: str, echo: Callable[[str], None] = print) -> list[Resolved
         found = zoo.detect(path)
         if found is not None:
             return _categories(found[0], found[1], cats, echo)
-        found = zoo.detect(path.parent)  # one category's own folder
+        try:
+            found = zoo.detect(path.parent)  # one category's own folder
+        except LayoutError:  # the parent is not a benchmark's folder
+            found = None
         if found is not None and path.name in found[0].found_categories(found[1]) and not cats:
             return _categories(found[0], found[1], path.name, echo)
     if cats:
@@ -311,8 +315,8 @@ def check_usable(train: list[dict[str, Any]], test: list[dict[str, Any]], source
             )
 
 
-def _decode(rows: list[dict[str, Any]], spec: InputSpec,
-            tick: Callable[[], None]) -> tuple[Split, float]:
+def _decode(rows: list[dict[str, Any]], spec: InputSpec, tick: Callable[[], None],
+            source: str = "") -> tuple[Split, float]:
     from baselines.preprocess import image_to_uint8, mask_to_tensor
 
     images, masks = [], []
@@ -320,12 +324,13 @@ def _decode(rows: list[dict[str, Any]], spec: InputSpec,
     has_masks = any(r.get("mask") is not None for r in rows)
     for row in rows:
         start = time.perf_counter()
-        x = image_to_uint8(_payload(row["image"]), spec)  # (3, size, size)
+        where = f"{source.rstrip('/')}/{row['file_name']}" if source else row["file_name"]
+        x = image_to_uint8(_payload(row["image"]), spec, where)  # (3, size, size)
         spent += time.perf_counter() - start
         images.append(x)
         if has_masks:
             mask = _payload(row.get("mask"))
-            masks.append(mask_to_tensor(mask, spec) if mask is not None
+            masks.append(mask_to_tensor(mask, spec, f"the mask of {where}") if mask is not None
                          else torch.zeros(x.shape[-2:], dtype=torch.bool))
         tick()
     shape = (0, 3, spec.size, spec.size)
