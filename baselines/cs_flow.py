@@ -15,8 +15,8 @@ the fixed budget and scores once. Score: mean of z^2 / 2 over all scales; map: t
 of z^2 at the finest scale, bilinearly upsampled to the input.
 
 Budgets: ``paper`` is the official configuration (~38 PFLOP of training on CAD-SD: days on a
-CPU, minutes on a GPU); ``quick`` keeps every part and shrinks the input, the hidden width and
-the epochs so that it trains in about 5 minutes on a 2-core CPU.
+CPU, about 20-70 minutes on a GPU of 10-30 TFLOP/s); ``quick`` keeps every part and shrinks the
+input, the hidden width and the epochs so that it trains in about 5 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations

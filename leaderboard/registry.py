@@ -223,6 +223,7 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None
 
     reg = _registry(registry)
     rows = []
+    budget_notes: list[str] = []
     for name, entry in reg.items():
         desc, paper, status = entry.description, entry.paper, "not yet implemented"
         if entry.implemented:
@@ -234,6 +235,8 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None
                     desc, paper = klass.description or desc, klass.paper or paper
                 budgets = f" (budgets: {', '.join(klass.budgets)})" if klass.budgets else ""
                 status = "ready" + budgets
+                if klass.budgets and not entry.variant_of:
+                    budget_notes.append(budget_line(name, klass))
             except BenchError as err:  # show a broken registration, go on
                 status = f"import error: {err}"
             if entry.origin == "project":
@@ -260,4 +263,15 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None
     ]
     if not plugins:
         notes.insert(1, f"No package has registered a method in `{outside.GROUP}`.")
-    return rows, notes
+    return rows, budget_notes + notes
+
+
+def budget_line(name: str, klass: type[Detector]) -> str:
+    """What each of a method's budgets changes: ``cs_flow budgets: paper = the official
+    settings; quick = input_size 768 -> 256, ...``."""
+    defaults = klass.settings()
+    parts = []
+    for budget, changes in klass.budgets.items():
+        what = ", ".join(f"{k} {defaults[k].default!r} -> {v!r}" for k, v in changes.items())
+        parts.append(f"{budget} = {what or 'the official settings'}")
+    return f"{name} budgets: " + "; ".join(parts) + "."

@@ -27,9 +27,9 @@ LOCO 1,778 train, 305 validation, 575 good + 561 logical + 432 structural test i
 
 from __future__ import annotations
 
-from cadsd.errors import LayoutError
 from dataclasses import replace
 
+from cadsd.errors import LayoutError
 from cadsd.zoo.base import (
     LAYOUT_NAMES,
     Benchmark,
@@ -97,8 +97,8 @@ MVTEC_AD = Benchmark(
     # 404/403); the sha256 is the same, so the older share stays as a fallback.
     url=("https://www.mydrive.ch/shares/150996/b52ecdcbf521176e9db9c731f2304b27/download/"
          "420938113-1629960298/mvtec_anomaly_detection.tar.xz"),
-    mirrors=("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/"
-             "420938113-1629960298/mvtec_anomaly_detection.tar.xz",),
+    mirrors=(("https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/"
+             "420938113-1629960298/mvtec_anomaly_detection.tar.xz"),),
     sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
     archive_root=("mvtec_anomaly_detection",),
     paper={"patchsvdd": 91.3, "padim": 95.5, "patchcore": 98.6, "cs_flow": 98.7,

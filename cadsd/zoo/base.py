@@ -166,7 +166,6 @@ def union_mask(paths: tuple[Path, ...]) -> dict:
         return {"bytes": paths[0].read_bytes(), "path": None}
     import io
 
-    import numpy as np
     from PIL import Image as PILImage
 
     merged = None

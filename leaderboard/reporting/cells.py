@@ -73,7 +73,19 @@ def auroc_cell(records: list[Record], pick: Pick) -> str:
     agg = aggregate([None if e is None else e.auroc for e in entries])
     if agg.mean is None:
         return "n/a"
-    return f"{pct(agg.mean)} ± {pct(agg.std)}"
+    return f"{pct(agg.mean)} {spread(records, agg.std)}"
+
+
+def seeds_identical(records: Sequence[Record]) -> bool:
+    """Several seeds whose per-image scores are all the same (the seed changes nothing, e.g.
+    no random projection is drawn): their spread is not a measured ± 0.0."""
+    scored = [[(s.file_name, s.score) for s in r.scores] for r in records]
+    return len(records) > 1 and all(scored) and all(s == scored[0] for s in scored[1:])
+
+
+def spread(records: Sequence[Record], std: float) -> str:
+    """``± 0.4`` over seeds, or ``(deterministic)`` when every seed gave the same scores."""
+    return "(deterministic)" if seeds_identical(records) else f"± {pct(std)}"
 
 
 def paper_note(value: float | None) -> str:
@@ -208,7 +220,7 @@ def pixel_cell(records: list[Record], category: str | None = None) -> str:
     agg = aggregate([pixel_value(r, category) for r in records])
     if agg.mean is None:
         return "n/a"
-    return pct(agg.mean) + (f" ± {pct(agg.std)}" if agg.n > 1 else "")
+    return pct(agg.mean) + (f" {spread(records, agg.std)}" if agg.n > 1 else "")
 
 
 def mean_of(records: Sequence[Record], value: Callable[[Record], float]) -> float:
@@ -226,5 +238,5 @@ def seed_cell(records: list[Record], pick: Pick) -> str:
     agg = aggregate([e.auroc for e in entries])
     lo = float(np.mean([e.ci.low for e in entries]))
     hi = float(np.mean([e.ci.high for e in entries]))
-    spread = f" ± {pct(agg.std)}" if len(entries) > 1 else ""
-    return f"{pct(agg.mean)}{spread} [{pct(lo)}, {pct(hi)}]"
+    sd = f" {spread(records, agg.std)}" if len(entries) > 1 else ""
+    return f"{pct(agg.mean)}{sd} [{pct(lo)}, {pct(hi)}]"

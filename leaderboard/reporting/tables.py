@@ -226,12 +226,14 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
          "all of the group's images at once."),
         (f"- 95% CI: percentile bootstrap ({resamples} resamples, seeded) in which the normal "
          "images and each anomaly type are resampled separately. With several seeds a cell "
-         "shows mean ± standard deviation over seeds instead."),
+         "shows mean ± standard deviation over seeds instead, or *(deterministic)* where every "
+         "seed gave the same per-image scores (the seed changes nothing in that method)."),
         ("- *learned state*: the memory bank (rows x dims) where a method has one, else its "
          "largest learned buffer; peak RSS is the process's high-water mark during the cell (model building, fit "
          "and both prediction passes), in brackets its growth over the cell's start."),
     ]
     lines += provenance_lines(records)
+    lines += search_lines(records)
     if real:
         lines.append("- The paper reports one SA-PatchCore; `sa_patchcore` (its code, per-channel "
                      "attention) and `sa_patchcore_eq4` (its eq. 4) are both shown beside it. "
@@ -240,6 +242,23 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
     return lines
+
+
+def search_lines(records: Sequence[Record]) -> list[str]:
+    """The nearest-neighbour search each method scored with, where its record names it
+    (``fit_notes``: ``search64``, ``search32``...): exact, or an index with its measured recall."""
+    found: dict[str, list[str]] = {}
+    for r in records:
+        if not r.ok or r.model is None:
+            continue
+        for key, value in sorted(r.model.fit_notes.items()):
+            if key.startswith("search") and isinstance(value, str) and not key.endswith("because"):
+                patch = key.removeprefix("search")  # Patch SVDD: search64, search32 (K)
+                text = f"K = {patch}: {value}" if patch else value
+                found.setdefault(r.method.name, [])
+                if text not in found[r.method.name]:
+                    found[r.method.name].append(text)
+    return [f"- Nearest-neighbour search of **{m}**: {'; '.join(t)}." for m, t in found.items()]
 
 
 def unusable_section(unusable: Sequence[BadRecord]) -> list[str]:

@@ -26,8 +26,10 @@ BUDGETS = ("auto", "paper", "quick", "smoke")
 #: what each budget is for, said when it is used
 BUDGET_NOTES = {
     "paper": "the official settings",
-    "quick": "every part of the algorithm kept, training shortened so it runs in minutes on a CPU",
-    "smoke": "seconds of training: checks the plumbing only, never a result",
+    "quick": ("every part of the algorithm kept, at settings small enough to train in minutes on "
+              "a CPU: shorter training and, where a method needs it, smaller inputs and "
+              "narrower layers (each method's changes are listed below)"),
+    "smoke": "seconds of training at tiny settings: checks the plumbing only, never a result",
 }
 
 
@@ -201,7 +203,8 @@ def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int
             cost = (f"; trains {_flops(flops)}: about {when} at this {device}'s "
                     f"{rate:.0f} GFLOP/s matrix rate")
             if budget == "paper" and device == "cpu" and hours >= 2:
-                cost += " (minutes on a GPU; `--budget quick` trains in about 5 minutes)"
+                cost += (" (about 20-70 minutes on a GPU of 10-30 TFLOP/s; `--budget quick` "
+                         "trains in about 5 minutes)")
         lines.append(f"  {p.name}: {changes}{cost}")
     return lines
 

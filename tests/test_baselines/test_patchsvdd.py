@@ -236,7 +236,7 @@ def test_search_is_accurate_for_near_constant_embeddings() -> None:
     offset = torch.full((64,), 0.9)  # barely trained: everything near one point
     bank = offset + 1e-4 * torch.randn(5000, 64, generator=g)
     queries = offset + 1e-4 * torch.randn(300, 64, generator=g)
-    want = torch.cdist(queries.double(), bank.double()).amin(1)
+    want = (queries.double()[:, None] - bank.double()[None]).pow(2).sum(-1).sqrt()  # direct.amin(1)
     got = BankSearch(bank, approximate=False).search(queries)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-9)
     naive = (queries.pow(2).sum(1, keepdim=True) - 2 * queries @ bank.T + bank.pow(2).sum(1))
@@ -254,6 +254,68 @@ def test_approximate_search_reaches_the_asked_recall_and_is_deterministic() -> N
     exact = search.search(queries[1000:], exact=True)
     found = search.search(queries[1000:])
     assert (found <= exact + 1e-5).float().mean() >= 0.97  # held-out queries: about the same
-    again = BankSearch(bank, approximate=True, nlist=256, nprobe=probes)
+    again = BankSearch(bank, approximate=True, nlist=256)
+    assert again.calibrate(queries[:1000], min_recall=0.99) == probes
     assert torch.equal(again.search(queries), search.search(queries))
+    assert search.describe().startswith(f"IVF-Flat, nprobe {probes}, recall 0.99")
     assert math.isclose(float(found.min()), float(exact.min()), rel_tol=1e-5) or found.min() >= exact.min()
+
+
+def test_exact_search_finds_the_true_neighbour_of_near_duplicates() -> None:
+    """Near-duplicate vectors with large norms (where float32 expanded distances cannot tell
+    them apart): the exact search equals a float64 brute force."""
+    from baselines.components.nn_search import ExactNearest, rerank
+
+    g = torch.Generator().manual_seed(3)
+    base = 3.0 * torch.randn(400, 64, generator=g)  # large norms: the float32 error is large
+    bank = torch.cat([base + 1e-4 * torch.randn(400, 64, generator=g) for _ in range(6)])
+    queries = base[:200] + 1e-4 * torch.randn(200, 64, generator=g)
+    want = (queries.double()[:, None] - bank.double()[None]).pow(2).sum(-1).sqrt()  # direct
+    want_d, want_i = want.min(1)
+    dist, idx = ExactNearest(bank).search(queries)
+    assert torch.equal(idx, want_i) or bool((want.gather(1, idx[:, None])[:, 0] == want_d).all())
+    torch.testing.assert_close(dist, want_d, rtol=1e-12, atol=1e-15)
+    # rerank alone: the nearest of the given candidates by direct distance, -1 = none
+    cand = torch.tensor([[5, want_i[0].item(), -1], [-1, -1, -1]])
+    d, i = rerank(queries[:2], bank, cand)
+    assert i[0] == want_i[0] and math.isclose(d[0], want_d[0], rel_tol=1e-12)
+    assert d[1] == float("inf")
+
+
+def test_an_approximate_index_is_calibrated_or_exact_never_blind() -> None:
+    g = torch.Generator().manual_seed(4)
+    bank = torch.randn(4000, 16, generator=g)
+    queries = torch.randn(300, 16, generator=g)
+    search = BankSearch(bank, approximate=True, nlist=64)
+    with pytest.raises(RuntimeError, match="only after calibrate"):
+        search.search(queries)
+    assert search.calibrate(queries[:0]) == 0 and not search.approximate  # nothing to measure
+    assert "no calibration queries" in search.fallback and search.describe() == "exact"
+    hard = BankSearch(bank, approximate=True, nlist=2)  # only 1 probe is below nlist
+    assert hard.calibrate(queries, min_recall=1.0) == 0 or hard.recall == 1.0
+    if not hard.approximate:
+        assert "below 2 probes" in hard.fallback
+    torch.testing.assert_close(hard.search(queries).double(),
+                               torch.cdist(queries.double(), bank.double()).amin(1),
+                               rtol=0, atol=1e-6)
+
+
+def test_k64_is_exact_and_a_rebuilt_k32_index_is_calibrated(tmp_path, monkeypatch) -> None:
+    """``search=approximate`` leaves K = 64 exact; a model fitted with an exact K = 32 search
+    and loaded where the bank is above the exact limit gets a calibrated index (item 14)."""
+    from baselines.components import ann
+
+    model = PatchSVDD(batch_size=4, max_steps=2, search="approximate").fit(
+        TrainingSet(_images(2, 1)))
+    assert model.fit_notes["search64"] == "exact"
+    assert model.fit_notes["search32"].startswith(("IVF-Flat, nprobe", "exact"))
+    assert model.searchers()[1].nprobe is not None or model.fit_notes["search32_exact_because"]
+    auto = PatchSVDD(batch_size=4, max_steps=2).fit(TrainingSet(_images(2, 1)))
+    assert auto.fit_notes["search32"] == "exact" and len(auto.calib32_) > 0
+    path = auto.save(tmp_path / "m.safetensors")
+    monkeypatch.setattr(ann, "EXACT_MAX", 1000)  # here the bank is above the exact limit
+    loaded = PatchSVDD.load(path)
+    s32 = loaded.searchers()[1]
+    assert s32.queries == len(auto.calib32_) > 0  # measured on the kept calibration queries
+    assert (s32.approximate and s32.recall >= loaded.min_recall) or s32.fallback
+    assert loaded.fit_notes["search32"] == s32.describe()

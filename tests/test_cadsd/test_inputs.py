@@ -68,7 +68,7 @@ def test_a_bad_image_in_bench_run_names_its_file(payload: bytes, why: str) -> No
 def test_bench_run_names_a_zero_byte_file_and_writes_nothing(capsys: pytest.CaptureFixture,
                                                              tmp_path: Path) -> None:
     root = write_layout(tmp_path, fmt="png")
-    bad = sorted((root / "test").rglob("*.png"))[0]
+    bad = min((root / "test").rglob("*.png"))
     bad.write_bytes(b"")
     code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", str(root),
                            "--out", str(tmp_path / "run"))

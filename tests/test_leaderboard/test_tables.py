@@ -87,9 +87,19 @@ def test_markdown_several_seeds_mean_and_std(records: list[Record]) -> None:
     ok = [r for r in records if r.ok]
     values = [_recompute(r)["paint"] for r in ok]
     mean, std = np.mean(values), np.std(values, ddof=1)
-    assert _row(md, "Paint") == f"| Paint | {100 * mean:.1f} ± {100 * std:.1f} |"
+    same = all([s.score for s in r.scores] == [s.score for s in ok[0].scores] for r in ok)
+    spread = "(deterministic)" if same else f"± {100 * std:.1f}"
+    assert _row(md, "Paint") == f"| Paint | {100 * mean:.1f} {spread} |"
     assert "## Failed cells" in md and "boom" in md
     assert md == render_markdown(records)  # pure: no clock, no randomness
+    # the seeds' scores made different: a measured spread again, never "(deterministic)"
+    varied = copy.deepcopy(records)
+    moved = next(r for r in varied if r.ok and r is not varied[0])
+    moved.scores[0].score += 1e-3
+    from leaderboard.reporting.cells import seeds_identical
+
+    assert not seeds_identical([r for r in varied if r.ok])
+    assert same == seeds_identical(ok)
 
 
 def test_synthetic_is_labelled_and_never_shows_paper_numbers(records: list[Record]) -> None:
