@@ -83,7 +83,7 @@ def _dual_study() -> tuple[MethodEntry, ...]:
     return (
         MethodEntry(DUAL, DUAL_TARGET,
                     "Dual PatchCore: PatchCore (local) and SA-PatchCore (global) banks from one "
-                    "backbone pass, z-scored on held-out training folds, fused by max",
+                    "backbone pass, each scaled by held-out training folds' scores, fused by max",
                     origin="project", suite="dual"),
         MethodEntry(f"{DUAL}-local", DUAL_TARGET,
                     "Dual PatchCore's local branch alone (scores as PatchCore)",
@@ -95,6 +95,10 @@ def _dual_study() -> tuple[MethodEntry, ...]:
         MethodEntry(f"{DUAL}-uncalibrated", DUAL_TARGET,
                     "Dual PatchCore fused by max of the raw distances (no fold calibration)",
                     preset={"calibrate": False}, variant_of=DUAL, suite="dual", origin="project"),
+        MethodEntry(f"{DUAL}-zscore", DUAL_TARGET,
+                    "Dual PatchCore calibrated with the held-out folds' mean and std (z-score) "
+                    "instead of their 0.95 quantile", preset={"calibration": "zscore"},
+                    variant_of=DUAL, suite="dual", origin="project"),
     )
 
 
@@ -162,7 +166,7 @@ def runnable(registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
 SUITES = {"ablations": "SA-PatchCore's default and the paper's Table 7 and Table 8 variants, "
                        "for both attention variants",
           "dual": "this project's sa_patchcore_dual and its study: local branch alone, global "
-                  "branch alone, uncalibrated and calibrated fusion"}
+                  "branch alone, uncalibrated fusion, z-score and quantile calibration"}
 
 
 def suite(name: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:

@@ -51,7 +51,7 @@ from baselines.components.nn_search import NearestNeighbors
 from baselines.errors import DetectorError, InputError
 from baselines.patchcore import PatchCore
 from baselines.training import Progress
-from sa_patchcore.fusion import FUSIONS, fold_of, fuse, held_out_stats
+from sa_patchcore.fusion import CALIBRATIONS, FUSIONS, fold_of, fuse, held_out_stats
 from sa_patchcore.model import SAPatchCore
 
 BRANCHES = ("both", "local", "global")
@@ -59,12 +59,12 @@ BRANCHES = ("both", "local", "global")
 
 class DualPatchCore(SAPatchCore):
     """PatchCore (local) + SA-PatchCore (global) banks on one backbone pass, each branch
-    standardised with held-out training-fold statistics, fused by max (see module docstring)."""
+    scaled by held-out training-fold statistics, fused by max (see the module docstring)."""
 
     name = "sa_patchcore_dual"
     description = ("Dual PatchCore (this project's method, not from a paper): PatchCore and "
-                   "SA-PatchCore banks from one backbone pass, scores z-scored on held-out "
-                   "training folds, fused by max")
+                   "SA-PatchCore banks from one backbone pass, each scaled by held-out "
+                   "training folds' scores, fused by max")
     paper = ""
 
     def __init__(
@@ -73,16 +73,20 @@ class DualPatchCore(SAPatchCore):
         branches: Literal["both", "local", "global"] = "both",
         calibrate: bool = True,
         folds: int = 2,
+        calibration: Literal["quantile", "zscore"] = "quantile",
+        quantile: float = 0.95,
         fusion: Literal["max", "mean"] = "max",
         **sa_patchcore: Any,
     ) -> None:
         self.branches = branches  # read by validate() inside PatchCore.__init__
         self.calibrate = calibrate
         self.folds = folds
+        self.calibration = calibration
+        self.quantile = quantile
         self.fusion = fusion
         super().__init__(**sa_patchcore)
         self.register_buffer("global_bank_", torch.empty(0, 0, device=self.device))
-        #: (branch, (mean, std)): rows local, global; identity until calibrated
+        #: (branch, (location, scale)): rows local, global; identity until calibrated
         self.register_buffer("calibration_", torch.tensor([[0.0, 1.0], [0.0, 1.0]],
                                                           device=self.device))
         self._nns: list[NearestNeighbors] | None = None
@@ -95,6 +99,9 @@ class DualPatchCore(SAPatchCore):
                                 f"{FUSIONS}; got {params['branches']!r}, {params['fusion']!r}")
         if not isinstance(params["folds"], int) or params["folds"] < 2:
             raise DetectorError(f"folds must be an integer >= 2, got {params['folds']!r}")
+        if params["calibration"] not in CALIBRATIONS or not 0 < params["quantile"] <= 1:
+            raise DetectorError(f"calibration must be one of {CALIBRATIONS} and quantile in "
+                                f"(0, 1]; got {params['calibration']!r}, {params['quantile']!r}")
         if params["reweight"]:
             raise DetectorError("reweight (PatchCore eq. 7) is not available for "
                                 "sa_patchcore_dual: its fused score is not one bank's distance")
@@ -170,8 +177,9 @@ class DualPatchCore(SAPatchCore):
 
     def _calibration(self, chunks: Sequence[Sequence[torch.Tensor]], grid: int,
                      progress: Progress) -> torch.Tensor:
-        """``(2, 2)`` mean and std of each branch's held-out image scores: per fold, a bank
-        (same coreset) from the other folds' patches scores the fold's images."""
+        """``(2, 2)`` location and scale of each branch's held-out image scores (see
+        :func:`held_out_stats`): per fold, a bank (same coreset) built from the other folds'
+        patches scores the fold's images."""
         per_image = [[c[j * grid:(j + 1) * grid] for c in branch
                       for j in range(c.shape[0] // grid)] for branch in chunks]  # views
         n = len(per_image[0])
@@ -190,7 +198,11 @@ class DualPatchCore(SAPatchCore):
                 scores, _ = self.patch_scores(queries, len(outside), NearestNeighbors(bank))
                 held[b, outside] = scores.amax(1).cpu()
                 progress.advance()
-        return held_out_stats(held)
+        stats = held_out_stats(held, self.calibration, self.quantile)
+        self.fit_notes["calibration"] = {
+            "held_out_scores": {"local": _summary(held[0]), "global": _summary(held[1])},
+            "location_scale": {"local": stats[0].tolist(), "global": stats[1].tolist()}}
+        return stats
 
     def state_summary(self) -> StateSummary:
         base = super().state_summary()
@@ -217,7 +229,7 @@ class DualPatchCore(SAPatchCore):
         return scores, maps
 
     def predict(self, images: torch.Tensor) -> Prediction:
-        """Fused image scores and maps: ``fusion`` over branches of ``(x - mean_b) / std_b``
+        """Fused image scores and maps: ``fusion`` over branches of ``(x - loc_b) / scale_b``
         (held-out training statistics; the raw values when not calibrated)."""
         timings: dict[str, float] = {}
         with torch.inference_mode():
@@ -228,3 +240,10 @@ class DualPatchCore(SAPatchCore):
                 fused_map = fuse(maps, stats, self.fusion)
         self.last_timings = timings
         return Prediction(scores=score.cpu(), maps=fused_map.cpu())
+
+
+def _summary(scores: torch.Tensor) -> dict[str, float]:
+    """Held-out scores of one branch, for the record (``fit_notes``)."""
+    q = torch.quantile(scores, torch.tensor([0.5, 0.95]))
+    return {"n": scores.numel(), "mean": float(scores.mean()), "std": float(scores.std()),
+            "median": float(q[0]), "q95": float(q[1]), "max": float(scores.max())}
