@@ -84,7 +84,7 @@ def test_dual_suite_is_this_projects_method_and_its_study() -> None:
     assert "sa_patchcore_dual" not in runnable()  # `all` stays the paper's table
     rows = {name: (status, desc, paper) for name, status, desc, paper in list_rows()[0]}
     for name in names:
-        status, desc, paper = rows[name]
+        status, _, paper = rows[name]
         assert status == "ready" and paper == "this project's method (not from a paper)"
     assert "not from a paper" in rows["sa_patchcore_dual"][1]
 

@@ -4,6 +4,8 @@ formulas (checked by brute force); fit reads the training images only, once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from factories import smooth_images
@@ -183,3 +185,28 @@ def test_settings_are_checked(train: torch.Tensor) -> None:
     single = DualPatchCore(backbone=BACKBONE, branches="local", folds=5).fit(train[:3])
     assert torch.equal(single.calibration_, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
     assert single.state_summary().memory_bank == [int(3 * GRID * 0.01), 128]
+
+
+@pytest.mark.slow
+def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli_helpers import run_bench
+    from harness_fixtures import COUNTS, write_layout
+
+    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    root = write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
+    out = tmp_path / "dual"
+    code, text = run_bench(capsys, "run", "--suite", "dual", "--dataset", str(root),
+                           "--backbone", "mobilenet_v2", "--out", str(out))
+    assert code == 0, text
+    md = (out / "leaderboard.md").read_text()
+    assert "## Study: sa_patchcore_dual, this project's method (not from a paper)" in md
+    for label, name in (("local branch alone", "sa_patchcore_dual-local"),
+                        ("global branch alone", "sa_patchcore_dual-global"),
+                        ("(uncalibrated)", "sa_patchcore_dual-uncalibrated"),
+                        ("0.95 quantile of 2 held-out training folds", "sa_patchcore_dual"),
+                        ("z-scored", "sa_patchcore_dual-zscore")):
+        assert any(label in line and f"`{name}`" in line for line in md.splitlines()), name
+    assert "minus the better branch alone" in md
+    assert "| sa_patchcore_dual (this project's method, not from a paper) |" in md
