@@ -11,6 +11,7 @@ import torch
 from factories import smooth_images
 
 from baselines.components.aggregate import to_patches
+from baselines.components.backbones import REGISTRY
 from baselines.errors import DetectorError, InputError
 from baselines.patchcore import PatchCore
 from baselines.training import TrainingSet
@@ -210,3 +211,17 @@ def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_pa
         assert any(label in line and f"`{name}`" in line for line in md.splitlines()), name
     assert "minus the better branch alone" in md
     assert "| sa_patchcore_dual (this project's method, not from a paper) |" in md
+
+
+@pytest.mark.parametrize("backbone", [n for n in sorted(REGISTRY)
+                                      if "patchcore" in REGISTRY[n].roles()])
+def test_every_patchcore_backbone_feeds_both_branches(backbone: str) -> None:
+    """Nothing backbone-specific: any backbone with PatchCore's two layers (random init here:
+    plumbing only) gives both banks the same width and a fused score per image."""
+    images = smooth_images(4, 3, 64, cells=8, noise=0.2)
+    model = DualPatchCore(backbone=backbone, weights="none").fit(images[:3])
+    local, glob = model.banks()
+    assert local.shape[1] == glob.shape[1] and local.shape[0] == glob.shape[0] > 0
+    pred = model.predict(images[3:])
+    assert pred.scores.shape == (1,) and pred.maps.shape == (1, 64, 64)
+    assert torch.isfinite(pred.scores).all() and model.calibration_[:, 1].gt(0).all()
