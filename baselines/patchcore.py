@@ -102,34 +102,53 @@ class PatchCore(FeatureDetector):
         return out
 
     # -- the contract ----------------------------------------------------------------------
+    def embeddings(self, images: torch.Tensor, timings: dict[str, float]) -> list[torch.Tensor]:
+        """The embeddings ``fit`` keeps patches of, from one backbone pass: PatchCore's one
+        (a method with several memory banks returns one embedding per bank)."""
+        return [self.embed(images, timings)]
+
+    def extract_patches(
+        self, train: Train, progress: Progress | None, timings: dict[str, float]
+    ) -> tuple[list[list[torch.Tensor]], tuple[int, int], int]:
+        """One pass over ``train``: per embedding of :meth:`embeddings`, the ``(B*h*w, D)``
+        float32 patch chunks of every batch (on CPU, row-major per image); the input size;
+        the patches per image (``h*w``)."""
+        chunks: list[list[torch.Tensor]] = []
+        size: tuple[int, int] | None = None
+        grid = 0
+        for batch in self._fit_batches(train, progress):
+            images = self.check_images(batch, size=size)
+            size = size or tuple(images.shape[-2:])
+            embs = self.embeddings(images, timings)
+            grid = embs[0].shape[-2] * embs[0].shape[-1]
+            with self._timed(timings, "aggregate"):
+                chunks = chunks or [[] for _ in embs]
+                for out, emb in zip(chunks, embs):
+                    out.append(to_patches(emb).cpu().contiguous())
+            del embs
+        if size is None:
+            raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
+        return chunks, size, grid
+
+    def coreset_bank(self, chunks: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The memory bank of patch ``chunks``: a greedy coreset of ``coreset_ratio`` of them."""
+        total = sum(c.shape[0] for c in chunks)
+        keep = max(1, int(total * self.coreset_ratio))  # official: int(N * r)
+        if keep >= total:
+            return torch.cat(list(chunks))
+        index = greedy_coreset(chunks, keep, project_dim=self.projection_dim,
+                               seed=self.seed, start=self.coreset_start)
+        return gather_rows(chunks, index)
+
     def fit(self, train: Train, progress: Progress | None = None) -> PatchCore:
         """Embed every training patch (one pass), keep a greedy coreset of ``coreset_ratio``."""
         timings: dict[str, float] = {}
-        chunks: list[torch.Tensor] = []  # (n_i, D) float32 on CPU: the only full copy
-        size: tuple[int, int] | None = None
         with torch.inference_mode():
-            for batch in self._fit_batches(train, progress):
-                images = self.check_images(batch, size=size)
-                size = size or tuple(images.shape[-2:])
-                emb = self.embed(images, timings)
-                with self._timed(timings, "aggregate"):
-                    chunks.append(to_patches(emb).cpu().contiguous())
-                del emb
-            if not chunks:
-                raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
-            total = sum(c.shape[0] for c in chunks)
+            (chunks,), size, _ = self.extract_patches(train, progress, timings)
             (progress or Progress()).stage("coreset", 1)
             with self._timed(timings, "coreset"):
-                keep = max(1, int(total * self.coreset_ratio))  # official: int(N * r)
-                if keep >= total:
-                    bank = torch.cat(chunks)
-                else:
-                    index = greedy_coreset(
-                        chunks, keep, project_dim=self.projection_dim,
-                        seed=self.seed, start=self.coreset_start,
-                    )
-                    bank = gather_rows(chunks, index)
-            del chunks
+                bank = self.coreset_bank(chunks)
+            del chunks  # the only full copy
             self.memory_bank_ = bank.to(self.device)
             self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
             self._nn = None
@@ -149,6 +168,14 @@ class PatchCore(FeatureDetector):
             self._nn = NearestNeighbors(self.memory_bank_)
         return self._nn
 
+    def patch_scores(
+        self, patches: torch.Tensor, b: int, searcher: NearestNeighbors
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch scores ``(b, h*w)`` of ``(b*h*w, D)`` patches (distance to the nearest bank
+        vector, PatchCore eq. 6) and the nearest vectors' indices ``(b*h*w, 1)``."""
+        dist, nearest = searcher.search(patches, k=1)
+        return dist[:, 0].view(b, -1).to(self.device), nearest
+
     def predict(self, images: torch.Tensor) -> Prediction:
         """Image scores (max patch distance, or eq. 7 reweighted) and sigma-4 anomaly maps."""
         self.check_fitted()
@@ -160,8 +187,7 @@ class PatchCore(FeatureDetector):
             b, _, h, w = emb.shape
             with self._timed(timings, "search"):
                 patches = to_patches(emb)
-                dist, nearest = self.searcher().search(patches, k=1)
-                patch_scores = dist[:, 0].view(b, h * w).to(self.device)
+                patch_scores, nearest = self.patch_scores(patches, b, self.searcher())
                 scores, where = patch_scores.max(dim=1)
                 if self.reweight:
                     scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))

@@ -31,11 +31,14 @@ def cli() -> None:
 
 @cli.command("run")
 @click.option("--methods", default="all", show_default=True,
-              help="`all` (every implemented method) or a comma-separated list (see `bench list`).")
+              help="`all` (the paper's methods and baselines) or a comma-separated list (see "
+                   "`bench list`).")
 @click.option("--suite", default=None,
               help="Run a suite instead of --methods: `ablations` = SA-PatchCore's default and "
                    "the paper's Table 7 (layers into the attention) and Table 8 (pooling) "
-                   "variants, for both attention variants.")
+                   "variants, for both attention variants; `dual` = this project's "
+                   "sa_patchcore_dual with its local-only, global-only, uncalibrated and "
+                   "z-score variants.")
 @click.option("--dataset", default="auto", show_default=True,
               help="auto | cadsd | synthetic | PATH (folder or `cadsd build` output) | hf:ORG/NAME. "
                    "auto = the real CAD-SD when cached, else the synthetic one.")

@@ -74,6 +74,34 @@ def _ablations(base: str, target: str, attention: str) -> tuple[MethodEntry, ...
     )
 
 
+DUAL = "sa_patchcore_dual"
+DUAL_TARGET = "sa_patchcore.dual:DualPatchCore"
+
+
+def _dual_study() -> tuple[MethodEntry, ...]:
+    """This project's dual method and the variants its study compares (``--suite dual``)."""
+    return (
+        MethodEntry(DUAL, DUAL_TARGET,
+                    "Dual PatchCore: PatchCore (local) and SA-PatchCore (global) banks from one "
+                    "backbone pass, each scaled by held-out training folds' scores, fused by max",
+                    origin="project", suite="dual"),
+        MethodEntry(f"{DUAL}-local", DUAL_TARGET,
+                    "Dual PatchCore's local branch alone (scores as PatchCore)",
+                    preset={"branches": "local"}, variant_of=DUAL, suite="dual", origin="project"),
+        MethodEntry(f"{DUAL}-global", DUAL_TARGET,
+                    "Dual PatchCore's global branch alone (scores as SA-PatchCore)",
+                    preset={"branches": "global"}, variant_of=DUAL, suite="dual",
+                    origin="project"),
+        MethodEntry(f"{DUAL}-uncalibrated", DUAL_TARGET,
+                    "Dual PatchCore fused by max of the raw distances (no fold calibration)",
+                    preset={"calibrate": False}, variant_of=DUAL, suite="dual", origin="project"),
+        MethodEntry(f"{DUAL}-zscore", DUAL_TARGET,
+                    "Dual PatchCore calibrated with the held-out folds' mean and std (z-score) "
+                    "instead of their 0.95 quantile", preset={"calibration": "zscore"},
+                    variant_of=DUAL, suite="dual", origin="project"),
+    )
+
+
 METHODS: dict[str, MethodEntry] = {
     e.name: e
     for e in (
@@ -105,6 +133,7 @@ METHODS: dict[str, MethodEntry] = {
                     "SA-PatchCore (per-channel attention)"),
         *_ablations("sa_patchcore_eq4", "sa_patchcore.model:SAPatchCoreEq4",
                     "SA-PatchCore (eq. 4 attention)"),
+        *_dual_study(),
         MethodEntry(
             "patchsvdd",
             "baselines.patchsvdd:PatchSVDD",
@@ -127,14 +156,18 @@ def _registry(registry: Mapping[str, MethodEntry] | None) -> Mapping[str, Method
 
 def runnable(registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
     """The names ``all`` stands for: implemented built-in methods that are not variants, in
-    registry order (never outside methods: installing a package does not change the table)."""
+    registry order: the paper's methods and baselines and this project's own method (its row
+    says so; its study variants run with ``--suite dual``), never outside methods (installing
+    a package does not change the table)."""
     return [n for n, e in _registry(registry).items()
-            if e.implemented and not e.outside and e.variant_of is None]
+            if e.implemented and e.origin in ("builtin", "project") and e.variant_of is None]
 
 
 #: suite name -> what it is, for ``bench run --suite`` and ``bench list``
 SUITES = {"ablations": "SA-PatchCore's default and the paper's Table 7 and Table 8 variants, "
-                       "for both attention variants"}
+                       "for both attention variants",
+          "dual": "this project's sa_patchcore_dual and its study: local branch alone, global "
+                  "branch alone, uncalibrated fusion, z-score and quantile calibration"}
 
 
 def suite(name: str, registry: Mapping[str, MethodEntry] | None = None) -> list[str]:
@@ -254,8 +287,9 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None
         except BenchError as err:
             rows.append((name, f"refused: {err}", plugin.target, package))
     notes = [
-        ("`--methods all` runs the built-in methods, never outside ones (the paper's table "
-         "does not change when a package is installed)."),
+        ("`--methods all` runs the paper's methods and baselines and this project's "
+         "sa_patchcore_dual (marked \"this project's method\"; its study: `--suite dual`), "
+         "never outside ones (the table does not change when a package is installed)."),
         ("Outside methods: name an installed entry point (`--methods all,NAME`), or any "
          "Detector subclass by import path (`--methods patchcore,mypkg.mymod:MyDetector`); "
          f"packages register them in the entry-point group `{outside.GROUP}`. See "

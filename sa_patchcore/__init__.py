@@ -14,10 +14,12 @@ are named by what they state, not checked against their printed numbers):
 | sec. III-B, eq. 4 | softmax(X X^T / sqrt(C)) X over the positions | ``sa_patchcore.attention.token_attention`` (``SAPatchCoreEq4``) |
 | official code (run.py) | the attention as run: per channel, unscaled | ``sa_patchcore.attention.channel_attention`` (``SAPatchCore``) |
 | sec. V-B, Tables 7-8 | ablations: layers into the attention, pooling before it | ``sa_patchcore-*`` variants, ``bench run --suite ablations`` |
+| not in the paper (this project's) | PatchCore + SA-PatchCore banks on one backbone pass, fused after held-out fold calibration | ``sa_patchcore.dual.DualPatchCore`` (``sa_patchcore_dual``, ``bench run --suite dual``) |
 """
 
 from __future__ import annotations
 
+from sa_patchcore.dual import DualPatchCore
 from sa_patchcore.model import SAPatchCore, SAPatchCoreEq4
 
-__all__ = ["SAPatchCore", "SAPatchCoreEq4"]
+__all__ = ["DualPatchCore", "SAPatchCore", "SAPatchCoreEq4"]

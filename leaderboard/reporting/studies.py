@@ -1,5 +1,6 @@
 """The studies beside the paper's main tables: its ablations (Tables 7 and 8), few-shot
-cells (one table per K) and the training of the trained methods. Pure functions of records."""
+cells (one table per K), the study of this project's ``sa_patchcore_dual`` and the training of
+the trained methods. Pure functions of records."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from leaderboard.records.schema import Record
 from leaderboard.reporting import paper
 from leaderboard.reporting.cells import (
     TYPE_LABELS,
+    Pick,
     anomaly_types,
     auroc_cell,
     budget_text,
     by_method,
+    image_entry,
     mean_of,
     per_type,
     row_label,
     seed_cell,
     whole,
 )
+from leaderboard.running.metrics import aggregate
 
 ATTENTIONS = {"sa_patchcore.model:SAPatchCore": "per-channel attention (official code)",
               "sa_patchcore.model:SAPatchCoreEq4": "eq. 4 attention"}
@@ -64,6 +68,83 @@ def ablation_tables(groups: dict[str, list[Record]], real: bool) -> list[str]:
             extra = f" {pub[paper_key]:.1f} |" if real else ""
             lines.append(f"| {label} | " + " | ".join(cells) + f" |{extra}")
         lines.append("")
+    return lines
+
+
+DUAL_TARGET = "sa_patchcore.dual:DualPatchCore"
+#: the single-detector rows the dual study compares with, when the run has them
+DUAL_REFERENCES = {"baselines.patchcore:PatchCore": "PatchCore",
+                   "sa_patchcore.model:SAPatchCore": "SA-PatchCore (per-channel attention)"}
+
+
+def _dual_structure(params: dict) -> tuple[int, str]:
+    """Study order and label of a ``sa_patchcore_dual`` record's settings."""
+    branches = params.get("branches", "both")
+    if branches == "local":
+        return 0, "local branch alone (PatchCore's bank)"
+    if branches == "global":
+        return 1, "global branch alone (SA-PatchCore's bank)"
+    if not params.get("calibrate", True):
+        return 2, f"both, {params.get('fusion', 'max')} of the raw distances (uncalibrated)"
+    how = ("z-scored" if params.get("calibration") == "zscore" else
+           f"divided by the {params.get('quantile')} quantile")
+    return (4 if params.get("calibration") == "zscore" else 3), (
+        f"both, {how} of {params.get('folds')} held-out training folds, "
+        f"{params.get('fusion', 'max')} (calibrated)")
+
+
+def _mean_auroc(records: list[Record], pick: Pick) -> float | None:
+    return aggregate([None if (e := image_entry(r, pick)) is None else e.auroc
+                      for r in records]).mean
+
+
+def dual_table(groups: dict[str, list[Record]]) -> list[str]:
+    """This project's ``sa_patchcore_dual`` (``bench run --suite dual``): local branch alone,
+    global branch alone, uncalibrated and calibrated fusion (image AUROC % per anomaly type,
+    95% CIs), with PatchCore and SA-PatchCore rows where the run has them, the calibrated
+    fusion's gain over the better single branch, and fit and batch-1 costs."""
+    duals = {m: rs for m, rs in groups.items() if rs[0].method.target == DUAL_TARGET}
+    if not duals:
+        return []
+    records = [r for rs in groups.values() for r in rs]
+    types = anomaly_types(records)
+    picks = [whole, *(per_type(c) for c in types)]
+    head = ("| Structure | Method | all | " + " | ".join(TYPE_LABELS.get(c, c) for c in types)
+            + " | fit s | ms/image |")
+    lines = ["## Study: sa_patchcore_dual, this project's method (not from a paper)", "",
+             ("Image AUROC % (one seed: value [95% CI]; several: mean ± std over seeds [mean "
+              "of their 95% CIs]). Local and global branches come from one backbone pass; "
+              "calibration uses held-out training folds only."), "",
+             head, "|---|---|---|" + "---|" * len(types) + "---|---|"]
+
+    def row(label: str, method: str, rs: list[Record]) -> str:
+        cells = [seed_cell(rs, pick) for pick in picks]
+        return (f"| {label} | `{method}` | " + " | ".join(cells)
+                + f" | {mean_of(rs, lambda r: r.timing.fit_s):.1f} | "
+                f"{mean_of(rs, lambda r: r.timing.latency_ms.mean):.1f} |")
+
+    for method, rs in groups.items():
+        target = rs[0].method.target
+        params = rs[0].method.params
+        if target in DUAL_REFERENCES and params.get("sa_pooling", "max") == "max" and \
+                params.get("sa_layers", "layer3") == "layer3":
+            lines.append(row(DUAL_REFERENCES[target] + " (its own method)", method, rs))
+    ordered = sorted(duals.items(), key=lambda kv: (_dual_structure(kv[1][0].method.params), kv[0]))
+    by_structure: dict[int, list[Record]] = {}
+    for method, rs in ordered:
+        rank, label = _dual_structure(rs[0].method.params)
+        by_structure.setdefault(rank, rs)
+        lines.append(row(label, method, rs))
+    if {0, 1, 3} <= set(by_structure):
+        gains = []
+        for pick in picks:
+            fused, local, glob = (_mean_auroc(by_structure[k], pick) for k in (3, 0, 1))
+            gains.append("n/a" if None in (fused, local, glob) else
+                         f"{100 * (fused - max(local, glob)):+.1f}")
+        lines.append("| default (quantile-calibrated) minus the better branch alone, points | | "
+                     + " | ".join(gains)
+                     + " | | |")
+    lines.append("")
     return lines
 
 

@@ -46,7 +46,12 @@ from leaderboard.reporting.cells import (
     seeds_text,
     whole,
 )
-from leaderboard.reporting.studies import ablation_tables, few_shot_tables, training_table
+from leaderboard.reporting.studies import (
+    ablation_tables,
+    dual_table,
+    few_shot_tables,
+    training_table,
+)
 
 
 def header(records: Sequence[Record]) -> list[str]:
@@ -289,6 +294,7 @@ def render_markdown(records: Sequence[Record], plots: Sequence[str] = (),
     if groups:
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
         lines += few_shot_tables(records, real) + ablation_tables(groups, real)
+        lines += dual_table(groups)
         lines += table4(groups, real) + training_table(groups)
     lines += failures(records) + unusable_section(unusable) + notes(records, real, plots)
     return "\n".join(lines)

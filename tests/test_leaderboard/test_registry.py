@@ -22,8 +22,8 @@ def test_all_is_the_implemented_builtin_methods() -> None:
     assert select("all", reg) == runnable(reg) == ["a", "b"]
     assert select("outside,a", reg) == ["outside", "a"]
     real = runnable()
-    assert real == ["padim", "patchcore", "sa_patchcore", "sa_patchcore_eq4", "patchsvdd",
-                    "cs_flow"]
+    assert real == ["padim", "patchcore", "sa_patchcore", "sa_patchcore_eq4", "sa_patchcore_dual",
+                    "patchsvdd", "cs_flow"]
 
 
 def test_select_list_keeps_order_and_drops_repeats() -> None:
@@ -72,3 +72,29 @@ def test_ablation_suite_is_every_variant_after_its_base() -> None:
     assert METHODS["sa_patchcore-nopool"].preset == {"sa_pooling": "none"}
     with pytest.raises(BenchError, match="unknown suite"):
         suite("nosuch")
+
+
+def test_dual_suite_is_this_projects_method_and_its_study() -> None:
+    from leaderboard.registry import list_rows, suite
+
+    names = suite("dual")
+    assert names == ["sa_patchcore_dual", "sa_patchcore_dual-local", "sa_patchcore_dual-global",
+                     "sa_patchcore_dual-uncalibrated", "sa_patchcore_dual-zscore"]
+    assert all(METHODS[n].origin == "project" for n in names)
+    assert "sa_patchcore_dual" in runnable()  # `make bench` shows it (its row says whose)
+    assert not set(names[1:]) & set(runnable())  # its study variants run with --suite dual
+    rows = {name: (status, desc, paper) for name, status, desc, paper in list_rows()[0]}
+    for name in names:
+        status, _, paper = rows[name]
+        assert status == "ready" and paper == "this project's method (not from a paper)"
+    assert "not from a paper" in rows["sa_patchcore_dual"][1]
+
+
+def test_a_project_methods_row_says_so() -> None:
+    from types import SimpleNamespace
+
+    from leaderboard.reporting.cells import row_label
+
+    record = SimpleNamespace(method=SimpleNamespace(origin="project", budget=None))
+    assert row_label("sa_patchcore_dual", [record]) == \
+        "sa_patchcore_dual (this project's method, not from a paper)"

@@ -1,0 +1,59 @@
+"""Score fusion for :class:`sa_patchcore.dual.DualPatchCore` (this project's method, not from a
+paper): fold assignment of the training images, the held-out statistics each branch is
+standardised with, and the fusion rule. Pure functions, so the tests pin them by brute force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+FUSIONS = ("max", "mean")
+CALIBRATIONS = ("quantile", "zscore")
+
+
+def fold_of(n: int, folds: int, seed: int) -> torch.Tensor:
+    """``(n,)`` fold of each training image: a seeded permutation dealt round-robin, so fold
+    sizes differ by at most one and the split does not follow file order."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out = torch.empty(n, dtype=torch.long)
+    out[perm] = torch.arange(n) % folds
+    return out
+
+
+def held_out_stats(scores: torch.Tensor, calibration: str = "quantile", q: float = 0.95
+                   ) -> torch.Tensor:
+    """``(branches, n)`` held-out image scores -> ``(branches, 2)`` location and scale per
+    branch, so a score calibrates to ``(score - location) / scale``:
+
+    * ``quantile``: location 0, scale the ``q`` quantile (linear interpolation): scale only,
+      since a nearest-neighbour distance has a natural zero, and 1.0 means "as far as the
+      ``q`` quantile of held-out normal images" in every branch;
+    * ``zscore``: the mean and the (unbiased) standard deviation.
+
+    The scale is floored at 1e-6 of the location's size (or 1e-12), so a branch whose
+    held-out scores are all equal cannot divide by zero."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+    if calibration == "quantile":
+        scale = torch.quantile(scores, q, dim=1)
+        loc = torch.zeros_like(scale)
+    else:
+        loc = scores.mean(1)
+        scale = scores.std(1) if scores.shape[1] > 1 else torch.zeros_like(loc)
+    floor = (1e-6 * torch.maximum(loc.abs(), scale.abs())).clamp_min(1e-12)
+    return torch.stack([loc, torch.maximum(scale, floor)], dim=1)
+
+
+def fuse(values: Sequence[torch.Tensor], stats: torch.Tensor | None, rule: str = "max"
+         ) -> torch.Tensor:
+    """Branch ``values`` (image scores ``(B,)`` or maps ``(B, H, W)``, one per branch) ->
+    ``rule`` over branches of ``(value - loc_b) / scale_b`` with ``stats`` ``(branches, 2)``;
+    ``stats=None`` fuses the raw values (the uncalibrated ablation)."""
+    if rule not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {rule!r}")
+    if stats is not None:
+        values = [(v - stats[i, 0]) / stats[i, 1] for i, v in enumerate(values)]
+    stacked = torch.stack(list(values))
+    return stacked.amax(0) if rule == "max" else stacked.mean(0)

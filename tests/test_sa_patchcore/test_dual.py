@@ -1,0 +1,227 @@
+"""sa_patchcore_dual (this project's method): one backbone pass feeds both banks; the branches
+alone are PatchCore and SA-PatchCore; the fold statistics and the fused score and map are their
+formulas (checked by brute force); fit reads the training images only, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from factories import smooth_images
+
+from baselines.components.aggregate import to_patches
+from baselines.components.backbones import REGISTRY
+from baselines.errors import DetectorError, InputError
+from baselines.patchcore import PatchCore
+from baselines.training import TrainingSet
+from sa_patchcore import SAPatchCore
+from sa_patchcore.dual import DualPatchCore
+from sa_patchcore.fusion import fold_of, fuse, held_out_stats
+
+BACKBONE = "mobilenet_v2"  # embedded ImageNet weights: offline and fast
+SIZE = 112  # a 14 x 14 patch grid
+GRID = (SIZE // 8) ** 2
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    return smooth_images(n, seed, SIZE, cells=SIZE // 8, noise=0.2)
+
+
+@pytest.fixture(scope="module")
+def train() -> torch.Tensor:
+    return _images(6, seed=0)
+
+
+@pytest.fixture(scope="module")
+def test_images() -> torch.Tensor:
+    return _images(3, seed=1)
+
+
+class Counting(TrainingSet):
+    """A training set that records every image it hands out."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__(images, batch_size=4)
+        self.seen: list[torch.Tensor] = []
+        self.passes = 0
+
+    def batches(self, batch_size: int | None = None, **kw: object):  # type: ignore[override]
+        self.passes += 1
+        for batch in super().batches(batch_size, **kw):
+            self.seen.append(batch.clone())
+            yield batch
+
+
+@pytest.fixture(scope="module")
+def exact(train: torch.Tensor) -> tuple[DualPatchCore, Counting]:
+    """coreset_ratio=1: every bank (fold and final) is all of its patches, so brute force can
+    rebuild it; three folds of two images."""
+    data = Counting(train)
+    return DualPatchCore(backbone=BACKBONE, coreset_ratio=1.0, folds=3).fit(data), data
+
+
+def test_fold_of_is_a_balanced_seeded_split() -> None:
+    fold = fold_of(10, 3, seed=5)
+    assert sorted(torch.bincount(fold).tolist()) == [3, 3, 4]
+    assert torch.equal(fold, fold_of(10, 3, seed=5)) and not torch.equal(fold, fold_of(10, 3, 6))
+
+
+def test_fuse_is_zscore_then_max_or_mean() -> None:
+    a, b = torch.tensor([1.0, 4.0, 2.0]), torch.tensor([10.0, 10.0, 30.0])
+    stats = torch.tensor([[2.0, 0.5], [10.0, 5.0]])
+    za, zb = (a - 2.0) / 0.5, (b - 10.0) / 5.0  # [-2, 4, 0], [0, 0, 4]
+    assert torch.equal(fuse([a, b], stats), torch.tensor([0.0, 4.0, 4.0]))
+    assert torch.equal(fuse([a, b], stats), torch.maximum(za, zb))
+    assert torch.equal(fuse([a, b], stats, "mean"), (za + zb) / 2)
+    assert torch.equal(fuse([a, b], None), torch.maximum(a, b))  # uncalibrated: raw max
+    maps = [torch.rand(2, 4, 4), torch.rand(2, 4, 4)]
+    assert torch.equal(fuse(maps, stats), torch.maximum((maps[0] - 2) / 0.5, (maps[1] - 10) / 5))
+    held = torch.tensor([[1.0, 2.0, 3.0, 6.0, 8.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    z = held_out_stats(held, "zscore")
+    assert torch.allclose(z[0], torch.tensor([4.0, torch.tensor([1.0, 2, 3, 6, 8]).std()]))
+    assert z[1, 0] == 5.0 and 0 < z[1, 1] <= 5e-6  # constant branch: floored, not zero
+    # quantile (the default): scale only; the 0.75 quantile of 1, 2, 3, 6, 8 is 6, of 5s is 5
+    assert torch.equal(held_out_stats(held, "quantile", 0.75), torch.tensor([[0.0, 6.0],
+                                                                             [0.0, 5.0]]))
+    assert torch.allclose(held_out_stats(held)[0, 1], torch.tensor(6 + 0.8 * 2))  # q 0.95
+
+
+def test_branches_alone_are_patchcore_and_sa_patchcore(
+    train: torch.Tensor, test_images: torch.Tensor
+) -> None:
+    batches = list(train.split(4))
+    for branch, cls in (("local", PatchCore), ("global", SAPatchCore)):
+        ours = DualPatchCore(backbone=BACKBONE, branches=branch).fit(batches)
+        ref = cls(backbone=BACKBONE).fit(batches)
+        assert torch.equal(ours.banks()[0], ref.memory_bank_)
+        a, b = ours.predict(test_images), ref.predict(test_images)
+        assert torch.allclose(a.scores, b.scores, atol=1e-5)
+        assert torch.allclose(a.maps, b.maps, atol=1e-5)
+
+
+def test_one_backbone_pass_per_batch(train: torch.Tensor, test_images: torch.Tensor,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    model = DualPatchCore(backbone=BACKBONE)
+    calls: list[int] = []
+    forward = model.features
+    monkeypatch.setattr(model, "features", lambda x: calls.append(len(x)) or forward(x))
+    model.fit(TrainingSet(train, batch_size=4))  # two batches, calibration included
+    assert calls == [4, 2]
+    calls.clear()
+    model.predict(test_images)
+    assert calls == [3]
+
+
+def _embed(model: DualPatchCore, images: torch.Tensor) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [to_patches(e).view(len(images), GRID, -1) for e in model.embeddings(images, {})]
+
+
+def test_calibration_is_the_held_out_training_fold_statistics(
+    exact: tuple[DualPatchCore, Counting], train: torch.Tensor
+) -> None:
+    model, _ = exact
+    fold = fold_of(len(train), 3, model.seed)
+    held = torch.zeros(2, len(train))
+    for branch, patches in enumerate(_embed(model, train)):  # (N, GRID, D)
+        for f in range(3):
+            bank = patches[fold != f].reshape(-1, patches.shape[-1])
+            nearest = torch.cdist(patches[fold == f], bank.expand(int((fold == f).sum()), -1, -1))
+            held[branch, fold == f] = nearest.amin(2).amax(1)
+    expected = torch.stack([torch.zeros(2), torch.quantile(held, 0.95, dim=1)], dim=1)
+    assert torch.allclose(model.calibration_, expected, rtol=1e-4)
+    notes = model.fit_notes["calibration"]["held_out_scores"]
+    assert notes["global"]["n"] == len(train)
+    assert notes["local"]["mean"] == pytest.approx(float(held[0].mean()), rel=1e-4)
+    # the final banks are all the training patches (ratio 1), not a fold's
+    for bank, patches in zip(model.banks(), _embed(model, train)):
+        assert bank.shape[0] == len(train) * GRID
+        assert torch.allclose(bank, patches.reshape(bank.shape), atol=1e-5)
+
+
+def test_prediction_is_the_fused_formula(
+    exact: tuple[DualPatchCore, Counting], test_images: torch.Tensor
+) -> None:
+    model, _ = exact
+    pred = model.predict(test_images)
+    mu, sd = model.calibration_[:, 0], model.calibration_[:, 1]
+    raw = []
+    for b, (bank, patches) in enumerate(zip(model.banks(), _embed(model, test_images))):
+        raw.append(torch.cdist(patches, bank.expand(len(test_images), -1, -1)).amin(2).amax(1))
+    z = [(raw[b] - mu[b]) / sd[b] for b in range(2)]
+    assert torch.allclose(pred.scores, torch.maximum(*z), rtol=1e-4, atol=1e-5)
+    scores, maps = model.branch_outputs(test_images)
+    assert torch.allclose(torch.stack(scores), torch.stack(raw), rtol=1e-4, atol=1e-5)
+    assert torch.allclose(pred.maps, torch.maximum((maps[0] - mu[0]) / sd[0],
+                                                   (maps[1] - mu[1]) / sd[1]), atol=1e-5)
+    raw_model = DualPatchCore(backbone=BACKBONE, coreset_ratio=1.0, calibrate=False)
+    raw_model._prepare_for_state(model.state_dict())  # the fitted banks, no calibration
+    raw_model.load_state_dict(model.state_dict())
+    assert torch.allclose(raw_model.predict(test_images).scores, torch.maximum(*raw), rtol=1e-4)
+
+
+def test_fit_reads_the_training_images_only_once(
+    exact: tuple[DualPatchCore, Counting], train: torch.Tensor, test_images: torch.Tensor
+) -> None:
+    model, data = exact
+    assert data.passes == 1  # features extracted once; fold banks reuse them
+    assert torch.equal(torch.cat(data.seen), train)  # these images and no other
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.predict(test_images)
+    model.predict(_images(2, seed=9))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # predict learns nothing
+    again = DualPatchCore(backbone=BACKBONE, coreset_ratio=1.0, folds=3).fit(train)
+    assert torch.equal(again.calibration_, model.calibration_)  # the state is train's function
+
+
+def test_settings_are_checked(train: torch.Tensor) -> None:
+    for bad, match in (({"folds": 1}, "folds must be"), ({"branches": "both+"}, "branches"),
+                       ({"fusion": "sum"}, "fusion"), ({"reweight": True}, "reweight"),
+                       ({"calibration": "minmax"}, "calibration"), ({"quantile": 0}, "quantile")):
+        with pytest.raises(DetectorError, match=match):
+            DualPatchCore(backbone=BACKBONE, **bad)
+    with pytest.raises(InputError, match="at least folds=5"):
+        DualPatchCore(backbone=BACKBONE, folds=5).fit(train[:3])
+    single = DualPatchCore(backbone=BACKBONE, branches="local", folds=5).fit(train[:3])
+    assert torch.equal(single.calibration_, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    assert single.state_summary().memory_bank == [int(3 * GRID * 0.01), 128]
+
+
+@pytest.mark.slow
+def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli_helpers import run_bench
+    from harness_fixtures import COUNTS, write_layout
+
+    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    root = write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
+    out = tmp_path / "dual"
+    code, text = run_bench(capsys, "run", "--suite", "dual", "--dataset", str(root),
+                           "--backbone", "mobilenet_v2", "--out", str(out))
+    assert code == 0, text
+    md = (out / "leaderboard.md").read_text()
+    assert "## Study: sa_patchcore_dual, this project's method (not from a paper)" in md
+    for label, name in (("local branch alone", "sa_patchcore_dual-local"),
+                        ("global branch alone", "sa_patchcore_dual-global"),
+                        ("(uncalibrated)", "sa_patchcore_dual-uncalibrated"),
+                        ("0.95 quantile of 2 held-out training folds", "sa_patchcore_dual"),
+                        ("z-scored", "sa_patchcore_dual-zscore")):
+        assert any(label in line and f"`{name}`" in line for line in md.splitlines()), name
+    assert "minus the better branch alone" in md
+    assert "| sa_patchcore_dual (this project's method, not from a paper) |" in md
+
+
+@pytest.mark.parametrize("backbone", [n for n in sorted(REGISTRY)
+                                      if "patchcore" in REGISTRY[n].roles()])
+def test_every_patchcore_backbone_feeds_both_branches(backbone: str) -> None:
+    """Nothing backbone-specific: any backbone with PatchCore's two layers (random init here:
+    plumbing only) gives both banks the same width and a fused score per image."""
+    images = smooth_images(4, 3, 64, cells=8, noise=0.2)
+    model = DualPatchCore(backbone=backbone, weights="none").fit(images[:3])
+    local, glob = model.banks()
+    assert local.shape[1] == glob.shape[1] and local.shape[0] == glob.shape[0] > 0
+    pred = model.predict(images[3:])
+    assert pred.scores.shape == (1,) and pred.maps.shape == (1, 64, 64)
+    assert torch.isfinite(pred.scores).all() and model.calibration_[:, 1].gt(0).all()
