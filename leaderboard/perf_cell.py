@@ -32,7 +32,8 @@ PAIR_EVERY = 2  # every other test image also times the reference and the partne
 STEP_TURNS = 6  # training steps timed in turns with a GEMM
 
 #: method -> the method its latency is compared with, image by image in the same process
-PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore"}
+PARTNERS = {"sa_patchcore": "patchcore", "sa_patchcore_eq4": "patchcore",
+            "sa_patchcore_dual": "sa_patchcore"}
 
 
 def _peak_rss_gb() -> float:
@@ -199,7 +200,7 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     out["throughput_ips"] = len(test) / (time.perf_counter() - start)
     out["rss_peak_gb"] = _peak_rss_gb()  # before a partner model is loaded below
     out.update(_latency(model, test_f, method, backbone, args))
-    if hasattr(model, "searchers"):  # Patch SVDD: the approximate search's recall on test patches
+    if method == "patchsvdd":  # Patch SVDD: the approximate search's recall on test patches
         out["recall32_test"] = test_recall(model, test_f)
     path = pair_path(args, method, backbone)
     if path is not None and method in PARTNERS.values():  # left for the partner's cell
