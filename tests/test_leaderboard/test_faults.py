@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,19 +38,27 @@ def _run(capsys: pytest.CaptureFixture, root: Path, out: Path, *extra: str) -> t
                      str(root), "--out", str(out), *extra)
 
 
-def test_a_second_run_into_a_held_folder_exits_naming_the_holder(
-        capsys: pytest.CaptureFixture, root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    held, release = threading.Event(), threading.Event()
+def _hold(out: Path, until: Callable[[], None]) -> threading.Thread:
+    """A thread that takes the run lock of ``out``, holds it until ``until()`` returns, then
+    releases it; returned once the lock is held."""
+    held = threading.Event()
 
     def hold() -> None:
         with run_lock(out):
             held.set()
-            release.wait(30)
+            until()
 
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(10)
+    return holder
+
+
+def test_a_second_run_into_a_held_folder_exits_naming_the_holder(
+        capsys: pytest.CaptureFixture, root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    release = threading.Event()
+    holder = _hold(out, lambda: release.wait(30))
     try:
         code, text = _run(capsys, root, out)
         assert code == 1 and f"{out} is in use by" in text and f"pid {os.getpid()}" in text
@@ -66,16 +75,7 @@ def test_a_waiting_run_starts_when_the_holder_ends_and_skips_its_cells(
     out = tmp_path / "run"
     assert _run(capsys, root, out)[0] == 0
     before = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
-    held = threading.Event()
-
-    def hold_briefly() -> None:
-        with run_lock(out):
-            held.set()
-            time.sleep(1.5)
-
-    holder = threading.Thread(target=hold_briefly)
-    holder.start()
-    held.wait(10)
+    holder = _hold(out, lambda: time.sleep(1.5))
     code, text = _run(capsys, root, out, "--wait", "30")
     holder.join()
     assert code == 0 and text.count("skipped (finished earlier)") == 2
