@@ -142,10 +142,41 @@ def _summary(result: BenchResult) -> None:
 
 
 @cli.command("leaderboard")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("sources", nargs=-1, required=True, metavar="RUN_DIR|hf:ORG/NAME...")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the merged leaderboard.md, results.csv and plots. Needed with "
+                   "several sources or an hf: one; one RUN_DIR alone is rebuilt in place.")
 @click.option("--no-plots", is_flag=True, help="Only the tables.")
-def leaderboard_cmd(run_dir: Path, no_plots: bool) -> int:
-    """Rebuild leaderboard.md, results.csv and the plots of RUN_DIR from its records."""
+@click.option("--token", default=None, help="Hugging Face token for private hf: runs "
+              "[default: HF_TOKEN or the stored login]; never printed.")
+def leaderboard_cmd(sources: tuple[str, ...], out: Path | None, no_plots: bool,
+                    token: str | None) -> int:
+    """Rebuild RUN_DIR's leaderboard.md, results.csv and plots from its records, or render one
+    leaderboard from several runs (run folders, runs published with `bench push` as
+    hf:ORG/NAME[@REVISION]): rows keep their source, and runs on different data (dataset
+    fingerprints) get separate sections."""
+    from leaderboard.errors import UsageError
+
+    single_local = len(sources) == 1 and not sources[0].startswith("hf:")
+    if single_local and (out is None or out.resolve() == Path(sources[0]).resolve()):
+        return _rebuild(Path(sources[0]), no_plots)
+    if out is None:
+        raise UsageError("several runs, or a published hf: run, render into a new folder: "
+                         "pass --out DIR")
+    if any(not s.startswith("hf:") and Path(s).resolve() == out.resolve() for s in sources):
+        raise UsageError(f"--out {out} is one of the runs being merged; pick another folder")
+    from leaderboard.hub.merge import write_merged
+    from leaderboard.hub.sources import read_sources
+
+    read = read_sources(list(sources), token)
+    files = write_merged(read, out, plots=not no_plots)
+    count = sum(len(s.records) for s in read)
+    console.print(f"Leaderboard: [bold]{files['leaderboard']}[/] ({count} records from "
+                  f"{len(read)} run(s))", highlight=False)
+    return _report_unusable([b for s in read for b in s.unusable])
+
+
+def _rebuild(run_dir: Path, no_plots: bool) -> int:
     from leaderboard.records import scan_records
     from leaderboard.reporting.report import write_outputs
 
@@ -154,6 +185,10 @@ def leaderboard_cmd(run_dir: Path, no_plots: bool) -> int:
     records, unusable = scan_records(run_dir)
     files = write_outputs(run_dir, plots=not no_plots, scanned=(records, unusable))
     console.print(f"Leaderboard: [bold]{files['leaderboard']}[/] ({len(records)} records)")
+    return _report_unusable(unusable)
+
+
+def _report_unusable(unusable: list) -> int:
     for bad in unusable:
         console.print(f"[red]left out:[/] {bad}", highlight=False)
     if unusable:
@@ -161,6 +196,41 @@ def leaderboard_cmd(run_dir: Path, no_plots: bool) -> int:
                       "leaderboard names them and renders the rest.", highlight=False)
         return 1
     return 0
+
+
+@cli.command("push")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--repo-id", required=True, help="The results dataset repo, ORG/NAME.")
+@click.option("--models", is_flag=True,
+              help="Also push each saved model (`bench run --save-models`) as a model repo "
+                   "ORG/NAME-<cell>, with a model card whose model-index holds its AUROC.")
+@click.option("--dry-run", type=click.Path(path_type=Path), default=None,
+              help="Write what would be uploaded to this folder (datasets/ORG/NAME/, "
+                   "models/...) and upload nothing.")
+@click.option("--private", is_flag=True, help="Create the repos private.")
+@click.option("--token", default=None,
+              help="Hugging Face token [default: HF_TOKEN or the stored login]; never printed "
+                   "or written into a file.")
+@click.option("--license", "license_", default=None,
+              help="Licence id for the cards' metadata (e.g. cc-by-4.0) [default: none given].")
+@click.option("--dataset-repo-id", default=None,
+              help="The Hub id of the data the run measured, for the model cards' model-index "
+                   "[default: hf:ORG/NAME runs name theirs; else the dataset's name].")
+def push_cmd(run_dir: Path, repo_id: str, models: bool, dry_run: Path | None, private: bool,
+             token: str | None, license_: str | None, dataset_repo_id: str | None) -> None:
+    """Publish RUN_DIR on the Hugging Face Hub: its records, a parquet table, the plots and
+    its leaderboard as the dataset card. Re-pushing updates in place."""
+    from leaderboard.hub.push import dry_run_folder, push_run
+
+    result = push_run(run_dir, repo_id, models=models, dry_run=dry_run, private=private,
+                      token=token, license=license_, dataset_repo_id=dataset_repo_id)
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/] {warning}", highlight=False)
+    for repo in result.repos:
+        where = (dry_run_folder(result.dry_run_dir, repo) if result.dry_run_dir
+                 else repo.url or repo.repo_id)
+        console.print(f"{repo.repo_type} {repo.repo_id}: {len(repo.files)} files, "
+                      f"{repo.status} ({where})", highlight=False)
 
 
 @cli.command("list")
@@ -189,12 +259,13 @@ def list_cmd() -> None:
 
 
 @cli.command("predict")
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="A model saved by `bench run --save-models` (or Detector.save).")
+@click.option("--model", "model_path", required=True,
+              help="A model saved by `bench run --save-models` (or Detector.save), or one "
+                   "pushed with `bench push --models`: hf:ORG/NAME[@REVISION].")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
-def predict_cmd(model_path: Path, images: tuple[Path, ...], device: str, as_json: bool) -> None:
+def predict_cmd(model_path: str, images: tuple[Path, ...], device: str, as_json: bool) -> None:
     """Score IMAGES (higher = more anomalous) with a saved model."""
     from leaderboard.running.predict import score_images
 

@@ -114,6 +114,18 @@ class HubServer:
         self.repos[(repo_type, repo_id)] = repo
         return repo
 
+    def put(self, repo_type: str, repo_id: str, files: dict[str, bytes]) -> str:
+        """A commit made by someone else (tests): add or replace ``files``; returns its sha."""
+        with self.lock:
+            repo = self.repos[(repo_type, repo_id)]
+            snapshot = dict(repo.snapshots[repo.head])
+            for path, data in files.items():
+                snapshot[path] = _File(data, path.lower().endswith(_LFS_SUFFIXES))
+            sha = self.new_sha()
+            repo.snapshots[sha] = snapshot
+            repo.head = sha
+        return sha
+
     def repo_files(self, repo_type: str, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         """The files of a repo at ``revision`` (for assertions in tests)."""
         files = self.repos[(repo_type, repo_id)].files(revision) or {}
@@ -270,8 +282,11 @@ class _Handler(BaseHTTPRequestHandler):
         repo_type = payload.get("type") or "model"
         repo_id = f"{payload.get('organization') or 'tester'}/{payload['name']}"
         with self.hub.lock:
-            if (repo_type, repo_id) in self.hub.repos:
-                self._error(409, "Conflict", "You already created this dataset repo")
+            if (repo_type, repo_id) in self.hub.repos:  # the Hub's 409 names the repo's url too
+                message = f"You already created this {repo_type} repo"
+                self._json(409, {"error": message,
+                                 "url": f"{self.hub.url}/{_PREFIX[repo_type]}{repo_id}"},
+                           {"X-Error-Code": "Conflict", "X-Error-Message": message})
                 return
             self.hub.create(repo_type, repo_id, payload.get("visibility") == "private")
         self._json(200, {"url": f"{self.hub.url}/{_PREFIX[repo_type]}{repo_id}", "name": repo_id})

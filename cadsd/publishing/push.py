@@ -54,7 +54,7 @@ def resolve_token(token: str | None) -> str | None:
     return get_token()
 
 
-def _client_errors() -> tuple[type[BaseException], ...]:
+def client_errors() -> tuple[type[BaseException], ...]:
     """What huggingface_hub / datasets raise for HTTP, auth, network and metadata problems:
     HfHubHTTPError and requests' errors are OSErrors; bad ids and YAML are ValueErrors; raw
     transport errors are httpx(2) HTTPErrors (which of the two depends on the hub version)."""
@@ -65,14 +65,15 @@ def _client_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _describe(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     """One line: the error's type and first line, plus the Hub's own message when it sent one."""
     first = (str(err).splitlines() or [""])[0]
     server = getattr(err, "server_message", None)
     return f"{type(err).__name__}: {first}" + (f"; the Hub says: {server}" if server else "")
 
 
-def _scrub(text: str, token: str | None) -> str:
+def scrub(text: str, token: str | None) -> str:
+    """``text`` with ``token`` replaced by ``***`` (every message that may quote a request)."""
     return text.replace(token, "***") if token else text
 
 
@@ -256,10 +257,10 @@ def push(
         result.warnings = warnings
         return result
     except CadsdError as err:
-        raise CadsdError(_scrub(str(err), token)) from None
-    except _client_errors() as err:  # HTTP, auth and connection errors of the client libraries
+        raise CadsdError(scrub(str(err), token)) from None
+    except client_errors() as err:  # HTTP, auth and connection errors of the client libraries
         raise CadsdError(
-            f"push to {repo_id} failed ({_scrub(_describe(err), token)}). Check the repo id, "
+            f"push to {repo_id} failed ({scrub(describe_error(err), token)}). Check the repo id, "
             "that the token may write to it, and your network."
         ) from None
 

@@ -30,6 +30,8 @@ from baselines.preprocess import InputSpec
 
 SCHEMA = "cadsd-bench/result"
 SCHEMA_VERSION = 3
+#: between a row's method and its source in a merged leaderboard (:meth:`Record.row_key`)
+SOURCE_MARK = " · "
 
 
 @dataclass
@@ -312,6 +314,9 @@ class Record:
     traceback: str | None = None
     schema: str = SCHEMA
     schema_version: int = SCHEMA_VERSION
+    #: where this record was read from when a leaderboard merges several runs (``hf:ORG/NAME``
+    #: or a run folder); never stored in the file, so it is not part of the schema
+    read_from: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -322,13 +327,17 @@ class Record:
         return self.cell.seed
 
     def row_key(self) -> str:
-        """A leaderboard row: the method, and for a few-shot cell its K (``patchcore @ 4-shot``)."""
+        """A leaderboard row: the method, for a few-shot cell its K (``patchcore @ 4-shot``), and
+        in a merged leaderboard the run it came from (``patchcore · hf:lab/run``)."""
         k = self.cell.shots
-        return self.method.name + ("" if k is None else f" @ {k}-shot")
+        return (self.method.name + ("" if k is None else f" @ {k}-shot")
+                + (f"{SOURCE_MARK}{self.read_from}" if self.read_from else ""))
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The record as JSON-ready builtins (the file's content)."""
-        return dataclasses.asdict(self)
+        """The record as JSON-ready builtins (the file's content; ``read_from`` is not in it)."""
+        out = dataclasses.asdict(self)
+        del out["read_from"]
+        return out
 
     def summary_dict(self) -> dict[str, Any]:
         """The record without its per-image scores, its training log, the few-shot file list

@@ -144,14 +144,15 @@ def parse_record(data: Any, where: str = "record", verify: bool = True) -> Recor
     return record
 
 
-def read_record(path: Path, verify: bool = True) -> Record:
+def read_record(path: Path, verify: bool = True, where: str | None = None) -> Record:
     """Load one record; an unreadable, foreign, malformed, newer-schema or tampered file
-    raises :class:`BadRecord` naming it."""
+    raises :class:`BadRecord` naming it (as ``where``, default its path)."""
+    where = where or str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise BadRecord(str(path), f"cannot be read as JSON ({err})", FORCE_FIX) from None
-    return parse_record(data, str(path), verify)
+        raise BadRecord(where, f"cannot be read as JSON ({err})", FORCE_FIX) from None
+    return parse_record(data, where, verify)
 
 
 def _folder(run_dir: Path) -> Path:
@@ -163,13 +164,16 @@ def _folder(run_dir: Path) -> Path:
     return folder
 
 
-def scan_records(run_dir: Path, verify: bool = True) -> tuple[list[Record], list[BadRecord]]:
+def scan_records(run_dir: Path, verify: bool = True, name: str | None = None
+                 ) -> tuple[list[Record], list[BadRecord]]:
     """The usable records of a run folder, sorted by (dataset, K, method order of the run,
-    seed), and a :class:`BadRecord` for each file that cannot be used."""
+    seed), and a :class:`BadRecord` for each file that cannot be used (``name``: what to call
+    the folder in those messages, e.g. ``hf:ORG/NAME`` for a downloaded copy)."""
     records, bad = [], []
     for path in sorted(_folder(run_dir).glob("*.json")):
+        where = f"{name}/{RECORDS_DIR}/{path.name}" if name else None
         try:
-            records.append(read_record(path, verify))
+            records.append(read_record(path, verify, where))
         except BadRecord as err:
             bad.append(err)
     records.sort(key=lambda r: (r.dataset.name, r.cell.shots or 0, r.cell.order, r.method.name,

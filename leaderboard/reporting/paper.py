@@ -7,6 +7,8 @@ The leaderboard shows them beside measured values only when the data is the real
 
 from __future__ import annotations
 
+from leaderboard.records.schema import SOURCE_MARK
+
 CITATION = (
     "K. Ishida et al., \"SA-PatchCore: Anomaly Detection in Dataset With Co-Occurrence "
     "Relationships Using Self-Attention\", IEEE Access, 2023"
@@ -33,7 +35,9 @@ GROUP_TYPES = {"local": ("scratch", "paint"), "co_occurrence": ("over_coupling",
 
 
 def published(method: str) -> dict[str, float] | None:
-    """The paper's numbers for ``method`` (or its alias), or None when it reports none."""
+    """The paper's numbers for ``method`` (or its alias; a merged leaderboard's row key
+    ``method · source`` counts as its method), or None when it reports none."""
+    method = method.split(SOURCE_MARK)[0]
     return RESULTS.get(ALIASES.get(method, method))
 
 

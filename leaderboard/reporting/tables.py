@@ -46,6 +46,7 @@ from leaderboard.reporting.cells import (
     seeds_text,
     whole,
 )
+from leaderboard.reporting.public import public_text
 from leaderboard.reporting.studies import (
     ablation_tables,
     dual_table,
@@ -166,6 +167,7 @@ def table4(groups: dict[str, list[Record]], real: bool) -> list[str]:
                                              if real else ""),
              "|---|---|---|---|---|---|" + ("---|" if real else "")]
     flagged = False
+    machines = machine_numbers([r for rs in groups.values() for r in rs])
     for method, rs in groups.items():
         loaded = any(r.memory.other_cpu_cores > LOADED_CORES for r in rs)
         flagged |= loaded
@@ -182,7 +184,9 @@ def table4(groups: dict[str, list[Record]], real: bool) -> list[str]:
                mean_of(rs, lambda r: r.timing.latency_ms.p95)]
         peak = mean_of(rs, lambda r: r.memory.peak_rss_mb)
         before = mean_of(rs, lambda r: r.memory.rss_before_mb)
-        row = (f"| {row_label(method, rs)} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
+        where = sorted({machines[r.environment.machine_key()] for r in rs})
+        mark = (f" (machine {', '.join(map(str, where))})" if len(machines) > 1 else "")
+        row = (f"| {row_label(method, rs)}{mark} | {lat[0]:.1f} / {lat[1]:.1f} / {lat[2]:.1f}{' †' if loaded else ''} | "
                f"{mean_of(rs, lambda r: r.timing.throughput.images_per_s):.1f} | "
                f"{mean_of(rs, lambda r: r.timing.fit_s):.1f} | {peak:.0f} (+{peak - before:.0f}) | "
                f"{state} |")
@@ -198,14 +202,22 @@ def table4(groups: dict[str, list[Record]], real: bool) -> list[str]:
     return lines
 
 
+def machine_numbers(records: Sequence[Record]) -> dict[str, int]:
+    """Each machine (and device) the records were timed on -> its number, in record order."""
+    keys = dict.fromkeys(r.environment.machine_key() for r in records)
+    return {k: i for i, k in enumerate(keys, start=1)}
+
+
 def mixed_hardware(records: Sequence[Record]) -> list[str]:
-    """A warning when the timings of one table come from more than one machine or device."""
+    """A warning when the timings of one table come from more than one machine or device
+    (Table 4 then marks each row with its machine's number)."""
     machines: dict[str, list[str]] = {}
     for r in records:
         machines.setdefault(r.environment.machine_key(), []).append(r.row_key())
     if len(machines) < 2:
         return []
-    where = "; ".join(f"{m}: {', '.join(dict.fromkeys(ms))}" for m, ms in machines.items())
+    where = "; ".join(f"machine {i}: {m} ({', '.join(dict.fromkeys(ms))})"
+                      for i, (m, ms) in enumerate(machines.items(), start=1))
     return [(f"⚠ These timings come from {len(machines)} machines ({where}): compare rows "
              "timed on the same one only."), ""]
 
@@ -279,7 +291,14 @@ def unusable_section(unusable: Sequence[BadRecord]) -> list[str]:
 
 def render_markdown(records: Sequence[Record], plots: Sequence[str] = (),
                     unusable: Sequence[BadRecord] = ()) -> str:
-    """The whole ``leaderboard.md`` (``unusable``: record files left out, named at the end)."""
+    """The whole ``leaderboard.md`` (``unusable``: record files left out, named at the end).
+    A leaderboard is a document that travels: absolute local paths (the dataset folder, a
+    weights file, an error's file) show their last component only (:mod:`.public`)."""
+    return public_text(_markdown(records, plots, unusable))
+
+
+def _markdown(records: Sequence[Record], plots: Sequence[str],
+              unusable: Sequence[BadRecord]) -> str:
     if not records:
         return "# CAD-SD leaderboard\n\nNo results yet.\n" + "\n".join(
             ["", *unusable_section(unusable)] if unusable else [])
