@@ -99,6 +99,11 @@ def _dual_study() -> tuple[MethodEntry, ...]:
                     "Dual PatchCore calibrated with the held-out folds' mean and std (z-score) "
                     "instead of their 0.95 quantile", preset={"calibration": "zscore"},
                     variant_of=DUAL, suite="dual", origin="project"),
+        MethodEntry(f"{DUAL}-tailweight", DUAL_TARGET,
+                    "Dual PatchCore with each branch's 0.95-quantile scale weighted by its "
+                    "held-out tail/bulk ratio (tail_weight=0.04: a near-symmetric branch "
+                    "counts less)", preset={"tail_weight": 0.04},
+                    variant_of=DUAL, suite="dual", origin="project"),
     )
 
 

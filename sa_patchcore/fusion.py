@@ -22,8 +22,8 @@ def fold_of(n: int, folds: int, seed: int) -> torch.Tensor:
     return out
 
 
-def held_out_stats(scores: torch.Tensor, calibration: str = "quantile", q: float = 0.95
-                   ) -> torch.Tensor:
+def held_out_stats(scores: torch.Tensor, calibration: str = "quantile", q: float = 0.95,
+                   tail_weight: float = 0.0) -> torch.Tensor:
     """``(branches, n)`` held-out image scores -> ``(branches, 2)`` location and scale per
     branch, so a score calibrates to ``(score - location) / scale``:
 
@@ -32,18 +32,39 @@ def held_out_stats(scores: torch.Tensor, calibration: str = "quantile", q: float
       ``q`` quantile of held-out normal images" in every branch;
     * ``zscore``: the mean and the (unbiased) standard deviation.
 
+    ``tail_weight`` (``quantile`` only; 0 = off) multiplies each branch's scale by
+    :func:`tail_factors`, so a branch whose held-out upper tail is short next to its lower
+    one is down-weighted in the max.
+
     The scale is floored at 1e-6 of the location's size (or 1e-12), so a branch whose
     held-out scores are all equal cannot divide by zero."""
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
     if calibration == "quantile":
         scale = torch.quantile(scores, q, dim=1)
+        if tail_weight:
+            scale = scale * tail_factors(scores, q, tail_weight)
         loc = torch.zeros_like(scale)
     else:
         loc = scores.mean(1)
         scale = scores.std(1) if scores.shape[1] > 1 else torch.zeros_like(loc)
     floor = (1e-6 * torch.maximum(loc.abs(), scale.abs())).clamp_min(1e-12)
     return torch.stack([loc, torch.maximum(scale, floor)], dim=1)
+
+
+def tail_factors(scores: torch.Tensor, q: float = 0.95, gamma: float = 0.04) -> torch.Tensor:
+    """``(branches, n)`` held-out image scores -> ``(branches,)`` scale factors
+    ``exp(-gamma * (log T_b - mean_b log T_b))`` with the tail/bulk ratio
+    ``T_b = (Q_b(q) - Q_b(0.5)) / (Q_b(0.5) - Q_b(1 - q))`` (quantiles of branch ``b``).
+
+    Why (dev seeds 101, 404, 505): a branch whose normal image scores are near-symmetric
+    (``T`` near 1, e.g. EfficientNet-Lite2's attention branch) behaves like noise on local
+    defects, while a right-skewed branch's tail holds the genuinely unusual images. The
+    factors' geometric mean is 1 (only the branches' balance moves). Quantile differences
+    are floored at 1e-12, so constant scores give factor 1."""
+    lo, mid, hi = (torch.quantile(scores, p, dim=1) for p in (1 - q, 0.5, q))
+    log_t = (hi - mid).clamp_min(1e-12).log() - (mid - lo).clamp_min(1e-12).log()
+    return torch.exp(-gamma * (log_t - log_t.mean()))
 
 
 def fuse(values: Sequence[torch.Tensor], stats: torch.Tensor | None, rule: str = "max"

@@ -88,7 +88,10 @@ def _dual_structure(params: dict) -> tuple[int, str]:
         return 2, f"both, {params.get('fusion', 'max')} of the raw distances (uncalibrated)"
     how = ("z-scored" if params.get("calibration") == "zscore" else
            f"divided by the {params.get('quantile')} quantile")
-    return (4 if params.get("calibration") == "zscore" else 3), (
+    if params.get("tail_weight"):
+        how += f" weighted by tail/bulk (tail_weight={params['tail_weight']})"
+    rank = 4 if params.get("calibration") == "zscore" else 5 if params.get("tail_weight") else 3
+    return rank, (
         f"both, {how} of {params.get('folds')} held-out training folds, "
         f"{params.get('fusion', 'max')} (calibrated)")
 

@@ -17,7 +17,7 @@ from baselines.patchcore import PatchCore
 from baselines.training import TrainingSet
 from sa_patchcore import SAPatchCore
 from sa_patchcore.dual import DualPatchCore
-from sa_patchcore.fusion import fold_of, fuse, held_out_stats
+from sa_patchcore.fusion import fold_of, fuse, held_out_stats, tail_factors
 
 BACKBONE = "mobilenet_v2"  # embedded ImageNet weights: offline and fast
 SIZE = 112  # a 14 x 14 patch grid
@@ -87,6 +87,25 @@ def test_fuse_is_zscore_then_max_or_mean() -> None:
     assert torch.allclose(held_out_stats(held)[0, 1], torch.tensor(6 + 0.8 * 2))  # q 0.95
 
 
+def test_tail_factors_are_the_tail_bulk_ratio_formula() -> None:
+    # q = 0.75. Branch 0: quartiles 1, 2, 3 -> T = (3 - 2) / (2 - 1) = 1 (its quartiles are
+    # symmetric); branch 1: quartiles 2, 4, 5 -> T = 1 / 2 (upper tail half the lower one)
+    held = torch.tensor([[0.0, 1.0, 2.0, 3.0, 10.0], [0.0, 2.0, 4.0, 5.0, 6.0]])
+    # log T = [0, -ln 2], centred: [ln2 / 2, -ln2 / 2]; factor exp(-gamma * centred)
+    for gamma in (1.0, 0.04):
+        expected = torch.tensor([2 ** (-gamma / 2), 2 ** (gamma / 2)])
+        assert torch.allclose(tail_factors(held, 0.75, gamma), expected)
+    # the short-tailed branch 1 gets the larger scale: it counts less in the max
+    assert torch.allclose(held_out_stats(held, "quantile", 0.75, tail_weight=1.0),
+                          torch.tensor([[0.0, 3 / 2 ** 0.5], [0.0, 5 * 2 ** 0.5]]))
+    assert torch.equal(held_out_stats(held, "quantile", 0.75, tail_weight=0.0),
+                       held_out_stats(held, "quantile", 0.75))
+    equal = torch.stack([held[0], held[0] * 3])  # same shape, other scale: no reweighting
+    assert torch.allclose(tail_factors(equal, 0.75, 1.0), torch.ones(2))
+    constant = torch.full((2, 5), 4.0)  # no spread at all: factor 1, no NaN
+    assert torch.equal(tail_factors(constant, 0.95, 1.0), torch.ones(2))
+
+
 def test_branches_alone_are_patchcore_and_sa_patchcore(
     train: torch.Tensor, test_images: torch.Tensor
 ) -> None:
@@ -118,17 +137,24 @@ def _embed(model: DualPatchCore, images: torch.Tensor) -> list[torch.Tensor]:
         return [to_patches(e).view(len(images), GRID, -1) for e in model.embeddings(images, {})]
 
 
+def _held_out(model: DualPatchCore, train: torch.Tensor, folds: int) -> torch.Tensor:
+    """``(2, N)`` brute-force held-out image scores: each fold against all other folds'
+    patches (coreset ratio 1)."""
+    fold = fold_of(len(train), folds, model.seed)
+    held = torch.zeros(2, len(train))
+    for branch, patches in enumerate(_embed(model, train)):  # (N, GRID, D)
+        for f in range(folds):
+            bank = patches[fold != f].reshape(-1, patches.shape[-1])
+            nearest = torch.cdist(patches[fold == f], bank.expand(int((fold == f).sum()), -1, -1))
+            held[branch, fold == f] = nearest.amin(2).amax(1)
+    return held
+
+
 def test_calibration_is_the_held_out_training_fold_statistics(
     exact: tuple[DualPatchCore, Counting], train: torch.Tensor
 ) -> None:
     model, _ = exact
-    fold = fold_of(len(train), 3, model.seed)
-    held = torch.zeros(2, len(train))
-    for branch, patches in enumerate(_embed(model, train)):  # (N, GRID, D)
-        for f in range(3):
-            bank = patches[fold != f].reshape(-1, patches.shape[-1])
-            nearest = torch.cdist(patches[fold == f], bank.expand(int((fold == f).sum()), -1, -1))
-            held[branch, fold == f] = nearest.amin(2).amax(1)
+    held = _held_out(model, train, 3)
     expected = torch.stack([torch.zeros(2), torch.quantile(held, 0.95, dim=1)], dim=1)
     assert torch.allclose(model.calibration_, expected, rtol=1e-4)
     notes = model.fit_notes["calibration"]["held_out_scores"]
@@ -138,6 +164,20 @@ def test_calibration_is_the_held_out_training_fold_statistics(
     for bank, patches in zip(model.banks(), _embed(model, train)):
         assert bank.shape[0] == len(train) * GRID
         assert torch.allclose(bank, patches.reshape(bank.shape), atol=1e-5)
+
+
+def test_tail_weight_scales_each_branch_by_its_tail_factor(train: torch.Tensor) -> None:
+    model = DualPatchCore(backbone=BACKBONE, coreset_ratio=1.0, folds=3, tail_weight=0.5)
+    model.fit(train)
+    held = _held_out(model, train, 3)
+    q95 = torch.quantile(held, 0.95, dim=1)
+    lo, mid, hi = (torch.quantile(held, p, dim=1) for p in (0.05, 0.5, 0.95))
+    log_t = ((hi - mid) / (mid - lo)).log()
+    scale = q95 * torch.exp(-0.5 * (log_t - log_t.mean()))  # the docstring's formula
+    assert torch.allclose(model.calibration_[:, 1], scale, rtol=1e-4)
+    assert torch.equal(model.calibration_[:, 0], torch.zeros(2))
+    factors = model.fit_notes["calibration"]["tail_factors"]
+    assert factors["local"] * factors["global"] == pytest.approx(1.0)  # balance only
 
 
 def test_prediction_is_the_fused_formula(
@@ -178,7 +218,9 @@ def test_fit_reads_the_training_images_only_once(
 def test_settings_are_checked(train: torch.Tensor) -> None:
     for bad, match in (({"folds": 1}, "folds must be"), ({"branches": "both+"}, "branches"),
                        ({"fusion": "sum"}, "fusion"), ({"reweight": True}, "reweight"),
-                       ({"calibration": "minmax"}, "calibration"), ({"quantile": 0}, "quantile")):
+                       ({"calibration": "minmax"}, "calibration"), ({"quantile": 0}, "quantile"),
+                       ({"tail_weight": -0.1}, "tail_weight"),
+                       ({"tail_weight": 0.04, "calibration": "zscore"}, "tail_weight")):
         with pytest.raises(DetectorError, match=match):
             DualPatchCore(backbone=BACKBONE, **bad)
     with pytest.raises(InputError, match="at least folds=5"):
@@ -207,7 +249,8 @@ def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_pa
                         ("global branch alone", "sa_patchcore_dual-global"),
                         ("(uncalibrated)", "sa_patchcore_dual-uncalibrated"),
                         ("0.95 quantile of 2 held-out training folds", "sa_patchcore_dual"),
-                        ("z-scored", "sa_patchcore_dual-zscore")):
+                        ("z-scored", "sa_patchcore_dual-zscore"),
+                        ("weighted by tail/bulk", "sa_patchcore_dual-tailweight")):
         assert any(label in line and f"`{name}`" in line for line in md.splitlines()), name
     assert "minus the better branch alone" in md
     assert "| sa_patchcore_dual (this project's method, not from a paper) |" in md
