@@ -10,12 +10,15 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from baselines.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading records needs no torch
+    import torch
 
 LOAD_SIZE = 256
 INPUT_SIZE = 224
@@ -100,6 +103,8 @@ def image_to_uint8(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFA
     """One image -> uint8 tensor ``(3, size, size)`` as ``spec`` wants it (``name``: what an
     error calls it)."""
     arr = _resize_crop(open_rgb(src, name), spec, RESAMPLE[spec.resample])
+    import torch
+
     return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()  # a writable copy
 
 
@@ -117,4 +122,6 @@ def mask_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFA
 
     img = src if isinstance(src, Image.Image) else open_rgb(src, name)
     arr = _resize_crop(to_8bit(img).convert("L"), spec, Image.Resampling.NEAREST)
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(arr) > MASK_THRESHOLD)

@@ -26,9 +26,13 @@ from leaderboard.reporting.tables import render_markdown, unusable_section
 
 def data_label(records: Sequence[Record]) -> str:
     """What a fingerprint's data is, as its records describe it."""
+    from cadsd.format.layout import PAPER_COUNTS
+
     d = records[0].dataset
     if all(r.dataset.real_cadsd for r in records):
-        return "CAD-SD, the real dataset (as `cadsd download` fetched it)"
+        paper = {f"{split}/{cat}": n for (split, cat), n in PAPER_COUNTS.items()}
+        counts = "the paper's image counts" if d.counts == paper else "counts that differ from the paper's"
+        return f"CAD-SD, the real dataset (as `cadsd download` fetched it; {counts})"
     if d.synthetic or d.kind == "synthetic":
         gen = d.generator or {}
         seed = f", seed {gen['seed']}" if "seed" in gen else ""

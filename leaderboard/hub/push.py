@@ -29,7 +29,7 @@ from leaderboard.errors import BenchError, UsageError
 from leaderboard.hub import cards
 from leaderboard.records import RECORDS_DIR, Record, parse_record, scan_records
 from leaderboard.reporting.plots import PLOT_FILES, PLOTS_DIR
-from leaderboard.reporting.public import public_json
+from leaderboard.reporting.public import public_json, public_text
 from leaderboard.reporting.results_csv import results_frame
 from leaderboard.reporting.tables import render_markdown
 
@@ -95,6 +95,21 @@ def _parquet(records: list[Record]) -> bytes:
     return buf.getvalue()
 
 
+def _public_model(data: bytes) -> bytes:
+    """A safetensors file whose header metadata (the detector's settings: a weights file's
+    path, say) holds no absolute local path; the tensors' bytes are untouched. The header is a
+    little-endian u64 length, then JSON (spaces pad it to 8 bytes), then the data."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    meta = header.get("__metadata__") or {}
+    cleaned = {k: public_text(v) for k, v in meta.items()}
+    if cleaned == meta:
+        return data
+    text = json.dumps({**header, "__metadata__": cleaned}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
+
+
 def _public_records(run_dir: Path) -> tuple[list[Record], dict[str, bytes]]:
     """The run's records (every file must be usable) and their public JSON files."""
     records, bad = scan_records(run_dir)
@@ -143,8 +158,12 @@ def build(run_dir: str | Path, repo_id: str, *, models: bool = False,
                     warnings.append(f"{r.cell.id}: no saved model (run with --save-models)")
                 continue
             mid = model_repo_id(repo_id, r)
+            weights = r.backbone.weights
+            if weights not in (None, "imagenet", "none"):
+                warnings.append(f"{mid}: fitted on the backbone weights file "
+                                f"{public_text(weights)}; loading it elsewhere needs that file")
             repo = Repo(mid, "model", {
-                MODEL_FILE: (run_dir / saved).read_bytes(),
+                MODEL_FILE: _public_model((run_dir / saved).read_bytes()),
                 "README.md": cards.model_card(r, mid, repo_id, dataset_repo_id,
                                               license).encode()})
             repo.files[MANIFEST] = _manifest(repo.files, results=repo_id, cell=r.cell.id)

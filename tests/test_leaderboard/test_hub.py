@@ -26,6 +26,7 @@ from leaderboard.records import RECORDS_DIR, read_record
 from leaderboard.reporting.public import public_json, public_text
 from leaderboard.reporting.report import write_outputs
 from leaderboard.running import runner
+from leaderboard.running.predict import score_images
 
 TOKEN = "hf_benchPushToken_0a1b2c3d4e5f"  # distinctive: must never show up anywhere
 REPO_ROOT = Path(__file__).parents[2]
@@ -50,13 +51,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """a: dummy seeds 0-1 + a failing method (a traceback full of paths); b: the same data,
     another "lab" (its records say another host); c: other data (another fingerprint)."""
     tmp = tmp_path_factory.mktemp("hubruns")
-    out = {"a": _run(tmp / "a", 0, [0, 1], [DUMMY, EXPLODING]),
-           "b": _run(tmp / "b", 0, [0], [DUMMY]),
+    out = {"a": _run(tmp / "a", 0, [0, 1], [DUMMY, EXPLODING]), "b": tmp / "b" / "run",
            "c": _run(tmp / "c", 5, [0], [DUMMY])}
-    for path in (out["b"] / RECORDS_DIR).glob("*.json"):  # lab b's machine
-        data = json.loads(path.read_text())
-        data["environment"]["host"] = "lab-b-node"
-        path.write_text(json.dumps(data, indent=1) + "\n")
+    # Lab b measured the same data on its own machine (the dummy method is deterministic, so
+    # a's record with b's host is what b's run writes).
+    cell = "cadsd__dummy__seed0.json"
+    data = json.loads((out["a"] / RECORDS_DIR / cell).read_text())
+    data["environment"]["host"] = "lab-b-node"
+    (out["b"] / RECORDS_DIR).mkdir(parents=True)
+    (out["b"] / RECORDS_DIR / cell).write_text(json.dumps(data, indent=1) + "\n")
     write_outputs(out["b"])
     return out
 
@@ -181,11 +184,12 @@ def test_push_pull_repush_and_merge_through_a_local_hub(runs, tmp_path):
         assert _leaks(uploaded, local) == []
 
         # A pushed model scores as the local file does.
-        image = sorted((runs["a"].parent / "cadsd" / "test").rglob("*.jpg"))[0]
+        image = min((runs["a"].parent / "cadsd" / "test").rglob("*.jpg"))
         local_model = runs["a"] / "models" / "cadsd__dummy__seed0.safetensors"
-        scores = [json.loads(_bench(env, "predict", "--model", m, str(image), "--json").stdout)
-                  for m in ("hf:lab-a/run1-cadsd-dummy-seed0", str(local_model))]
-        assert scores[0]["score"] == scores[1]["score"]
+        pushed = _bench(env, "predict", "--model", "hf:lab-a/run1-cadsd-dummy-seed0",
+                        str(image), "--json")
+        assert pushed.returncode == 0, pushed.stderr
+        assert json.loads(pushed.stdout)["score"] == score_images(local_model, [image])[0]["score"]
 
         # Pulled back, the run renders its local leaderboard, rows marked with their source.
         pulled = _bench(env, "leaderboard", "hf:lab-a/run1", "--out", str(tmp_path / "pa"))
@@ -214,29 +218,24 @@ def test_push_pull_repush_and_merge_through_a_local_hub(runs, tmp_path):
         files = hub.repo_files("dataset", "lab-a/run1")
         assert "NOTES.md" in files and "records/cadsd__dummy__seed1.json" not in files
         assert "records/cadsd__dummy__seed0.json" in files
-        _bench(env, "push", str(runs["a"]), "--repo-id", "lab-a/run1", "--models")  # whole again
 
-        # Two labs on the same data merge into one table; other data gets its own section.
-        for run, repo in ((runs["b"], "lab-b/run"), (runs["c"], "lab-c/other")):
-            assert _bench(env, "push", str(run), "--repo-id", repo).returncode == 0
-        merged = _bench(env, "leaderboard", "hf:lab-a/run1", "hf:lab-b/run", "--out",
-                        str(tmp_path / "m"))
+        # Two labs on the same data share one table; a run on other data (here a local folder,
+        # labelled without its absolute path) gets its own section.
+        assert _bench(env, "push", str(runs["b"]), "--repo-id", "lab-b/run").returncode == 0
+        merged = _bench(env, "leaderboard", "hf:lab-a/run1", "hf:lab-b/run", str(runs["c"]),
+                        "--out", str(tmp_path / "m"))
         assert merged.returncode == 0, merged.stderr
         text = (tmp_path / "m" / "leaderboard.md").read_text()
-        table2 = text.split("Table 2")[1].split("Table 3")[0]
-        assert "dummy · hf:lab-a/run1" in table2 and "dummy · hf:lab-b/run" in table2
-        assert "Data 2" not in text and "2 machines" in text and "(machine 2)" in text
-        csv = pd.read_csv(tmp_path / "m" / "results.csv")
-        assert set(csv["source"]) == {"hf:lab-a/run1", "hf:lab-b/run"}
-
-        apart = _bench(env, "leaderboard", "hf:lab-a/run1", "hf:lab-c/other", str(runs["b"]),
-                       "--out", str(tmp_path / "apart"))
-        assert apart.returncode == 0, apart.stderr
-        text = (tmp_path / "apart" / "leaderboard.md").read_text()
         sections = text.split("## Data ")[1:]
         assert len(sections) == 2 and "different datasets" in text
-        first = next(s for s in sections if "hf:lab-a/run1" in s)
-        assert "hf:lab-c/other" not in first and "dummy · …/run (" in first  # no local path
+        first, other = sorted(sections, key=lambda sec: "hf:lab-a/run1" not in sec)
+        table2 = first.split("Table 2")[1].split("Table 3")[0]
+        assert "dummy · hf:lab-a/run1" in table2 and "dummy · hf:lab-b/run" in table2
+        assert "2 machines" in first and "(machine 2)" in first and "…/run" not in first
+        assert "dummy · …/run (" in other and "hf:lab-" not in other
+        assert str(runs["c"]) not in text
+        csv = pd.read_csv(tmp_path / "m" / "results.csv")
+        assert set(csv["source"]) == {"hf:lab-a/run1", "hf:lab-b/run", "…/run"}
 
         # A tampered record and a newer schema are refused by name; the rest still renders.
         rec = json.loads(hub.repo_files("dataset", "lab-b/run")["records/cadsd__dummy__seed0.json"])
@@ -245,8 +244,7 @@ def test_push_pull_repush_and_merge_through_a_local_hub(runs, tmp_path):
         newer = {**rec, "schema_version": 99}
         hub.put("dataset", "lab-b/run", {"records/cadsd__dummy__seed0.json": json.dumps(rec).encode(),
                                          "records/cadsd__dummy__seed9.json": json.dumps(newer).encode()})
-        bad = _bench(env, "leaderboard", "hf:lab-a/run1", "hf:lab-b/run", "--out",
-                     str(tmp_path / "bad"))
+        bad = _bench(env, "leaderboard", "hf:lab-b/run", "--out", str(tmp_path / "bad"))
         said = " ".join(bad.stderr.split())
         assert bad.returncode == 1
         assert "hf:lab-b/run/records/cadsd__dummy__seed0.json" in said and "edited" in said
@@ -266,3 +264,42 @@ def test_leaderboard_command_mistakes_exit_2(runs, tmp_path, capsys):
     code, text = run_bench(capsys, "leaderboard", str(runs["a"]), str(runs["a"]), "--out",
                            str(tmp_path / "x"))
     assert code == 2 and "twice" in text
+
+
+def test_sections_put_the_real_cadsd_first_and_say_what_each_data_is(runs):
+    import dataclasses
+
+    from leaderboard.hub.merge import by_fingerprint, data_label
+
+    synthetic = read_record(runs["c"] / RECORDS_DIR / "cadsd__dummy__seed0.json")
+    paper = {"train/good": 400, "test/good": 210, "test/scratch": 41, "test/paint": 41,
+             "test/over_coupling": 44, "test/lacking": 40}
+    real = dataclasses.replace(synthetic, dataset=dataclasses.replace(
+        synthetic.dataset, kind="cadsd", real_cadsd=True, synthetic=False, fingerprint="f" * 64,
+        counts=paper))
+    sections = by_fingerprint([synthetic, real])
+    assert list(sections) == ["f" * 64, synthetic.dataset.fingerprint]
+    assert data_label([real]).startswith("CAD-SD, the real dataset") and "paper's" in data_label([real])
+    assert data_label([synthetic]).startswith("SYNTHETIC")
+
+
+def test_a_pushed_model_file_holds_no_local_path(tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from leaderboard.hub.push import _public_model
+
+    path = tmp_path / "m.safetensors"
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(5, dtype=torch.int64)}
+    save_file(tensors, str(path), metadata={"config": json.dumps({"weights": str(tmp_path / "w.pt")}),
+                                            "class": "x:Y"})
+    out = tmp_path / "public.safetensors"
+    out.write_bytes(_public_model(path.read_bytes()))
+    assert str(tmp_path).encode() not in out.read_bytes()
+    with safe_open(str(out), framework="pt") as f:
+        assert json.loads(f.metadata()["config"]) == {"weights": "…/w.pt"}
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+    clean = tmp_path / "clean.safetensors"
+    save_file(tensors, str(clean), metadata={"class": "x:Y"})
+    assert _public_model(clean.read_bytes()) == clean.read_bytes()
