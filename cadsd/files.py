@@ -6,6 +6,8 @@
 * :func:`atomic_file`: the same for writers that need a path (safetensors, matplotlib).
 * :func:`swap_into_place`: rename a finished folder to its destination, moving an old one aside
   first (a directory rename cannot replace a non-empty directory), then deleting it.
+* :func:`new_folder`: fill a folder that must be absent or empty (a ``--dry-run DIR``) through
+  a staging folder beside it, renamed into place once complete.
 * :func:`sha256_file`: the hex sha256 of a file, read in 1 MiB blocks.
 """
 
@@ -71,6 +73,26 @@ def swap_into_place(src: str | Path, dest: str | Path) -> Path:
     else:
         os.replace(src, dest)
     return dest
+
+
+@contextlib.contextmanager
+def new_folder(out: str | Path, option: str = "--dry-run") -> Iterator[Path]:
+    """Yield a staging folder beside ``out``, which must be absent or empty; when the block
+    ends it becomes ``out``, and on any error it is deleted. A non-empty ``out`` raises
+    ``FileExistsError`` naming ``option`` (callers turn it into their own error)."""
+    out = Path(out).expanduser().absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{option} {out} exists and is not empty; pick another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def sha256_file(path: str | Path) -> str:

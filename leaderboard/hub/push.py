@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,25 +182,19 @@ def build(run_dir: str | Path, repo_id: str, *, models: bool = False,
 def write_dry_run(repos: list[Repo], out: str | Path) -> Path:
     """Write each repo's files to ``out/<datasets|models>/ORG/NAME/`` (``out`` absent or
     empty), through a staging folder renamed into place."""
-    out = Path(out).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BenchError(f"--dry-run {out} exists and is not empty; pick another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    from cadsd.files import new_folder
+
     try:
-        for repo in repos:
-            for rel, data in repo.files.items():
-                path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            repo.status = "written"
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+        with new_folder(out) as staging:
+            for repo in repos:
+                for rel, data in repo.files.items():
+                    path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                repo.status = "written"
+    except FileExistsError as err:
+        raise BenchError(str(err)) from None
+    return Path(out).expanduser().absolute()
 
 
 def dry_run_folder(out: Path, repo: Repo) -> Path:
