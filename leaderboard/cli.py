@@ -155,15 +155,16 @@ def leaderboard_cmd(sources: tuple[str, ...], out: Path | None, no_plots: bool,
     leaderboard from several runs (run folders, runs published with `bench push` as
     hf:ORG/NAME[@REVISION]): rows keep their source, and runs on different data (dataset
     fingerprints) get separate sections."""
+    from cadsd.format.hf import HF_PREFIX
     from leaderboard.errors import UsageError
 
-    single_local = len(sources) == 1 and not sources[0].startswith("hf:")
+    single_local = len(sources) == 1 and not sources[0].startswith(HF_PREFIX)
     if single_local and (out is None or out.resolve() == Path(sources[0]).resolve()):
         return _rebuild(Path(sources[0]), no_plots)
     if out is None:
         raise UsageError("several runs, or a published hf: run, render into a new folder: "
                          "pass --out DIR")
-    if any(not s.startswith("hf:") and Path(s).resolve() == out.resolve() for s in sources):
+    if any(not s.startswith(HF_PREFIX) and Path(s).resolve() == out.resolve() for s in sources):
         raise UsageError(f"--out {out} is one of the runs being merged; pick another folder")
     from leaderboard.hub.merge import write_merged
     from leaderboard.hub.sources import read_sources

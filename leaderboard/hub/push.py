@@ -64,6 +64,14 @@ def check_repo_id(repo_id: str, option: str = "--repo-id") -> str:
     return repo_id
 
 
+def split_hf(spec: str, option: str) -> tuple[str, str | None]:
+    """``hf:ORG/NAME[@REVISION]`` -> the checked repo id and the revision (None: main)."""
+    from cadsd.format.hf import HF_PREFIX
+
+    repo_id, _, revision = spec.removeprefix(HF_PREFIX).partition("@")
+    return check_repo_id(repo_id, option), revision or None
+
+
 def model_repo_id(repo_id: str, record: Record) -> str:
     """The model repo of one cell: ``ORG/NAME-<cell>`` (``--`` and odd characters squeezed,
     cut to the Hub's 96 characters)."""
@@ -122,7 +130,8 @@ def _public_records(run_dir: Path) -> tuple[list[Record], dict[str, bytes]]:
         data = json.loads(raw)
         cleaned = public_json(data)
         files[f"{RECORDS_DIR}/{path.name}"] = raw if cleaned == data else _json_bytes(cleaned)
-        public.append(parse_record(cleaned, path.name))
+        # scan_records verified these scores; the public copy differs in strings only
+        public.append(parse_record(cleaned, path.name, verify=False))
     order = {r.cell.id: i for i, r in enumerate(records)}
     public.sort(key=lambda r: order[r.cell.id])
     return public, files

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cadsd.format.hf import HF_PREFIX
 from leaderboard.errors import BenchError, UsageError
 from leaderboard.records import RECORDS_DIR, BadRecord, Record, scan_records
 from leaderboard.reporting.plots import PLOT_FILES, PLOTS_DIR
-
-HF_PREFIX = "hf:"
 
 
 @dataclass
@@ -38,13 +37,12 @@ def _snapshot(spec: str, token: str | None) -> Path:
     from huggingface_hub import snapshot_download
 
     from cadsd.publishing.push import client_errors, describe_error, resolve_token, scrub
-    from leaderboard.hub.push import MANIFEST, check_repo_id
+    from leaderboard.hub.push import MANIFEST, split_hf
 
-    repo_id, _, revision = spec.removeprefix(HF_PREFIX).partition("@")
-    check_repo_id(repo_id, "source")
+    repo_id, revision = split_hf(spec, "source")
     token = resolve_token(token)
     try:
-        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision or None,
+        folder = snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                    token=token or None,
                                    allow_patterns=[f"{RECORDS_DIR}/*.json", f"{PLOTS_DIR}/*",
                                                    MANIFEST])

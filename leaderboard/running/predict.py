@@ -11,20 +11,20 @@ import torch
 def model_file(model: str | Path, token: str | None = None) -> Path:
     """A local model file: ``model`` itself, or ``hf:ORG/NAME[@REVISION]``'s
     ``model.safetensors`` downloaded into the Hub cache."""
-    if not str(model).startswith("hf:"):
+    from cadsd.format.hf import HF_PREFIX
+
+    if not str(model).startswith(HF_PREFIX):
         return Path(model)
     from huggingface_hub import hf_hub_download
 
     from cadsd.publishing.push import client_errors, describe_error, resolve_token, scrub
     from leaderboard.errors import BenchError
-    from leaderboard.hub.push import MODEL_FILE, check_repo_id
+    from leaderboard.hub.push import MODEL_FILE, split_hf
 
-    repo_id, _, revision = str(model).removeprefix("hf:").partition("@")
-    check_repo_id(repo_id, "--model")
+    repo_id, revision = split_hf(str(model), "--model")
     token = resolve_token(token)
     try:
-        return Path(hf_hub_download(repo_id, MODEL_FILE, revision=revision or None,
-                                    token=token or None))
+        return Path(hf_hub_download(repo_id, MODEL_FILE, revision=revision, token=token or None))
     except client_errors() as err:
         raise BenchError(f"cannot download {model} ({scrub(describe_error(err), token)}): "
                          "check the model repo id (pushed with `bench push --models`), your "
