@@ -37,8 +37,8 @@ def cli() -> None:
               help="Run a suite instead of --methods: `ablations` = SA-PatchCore's default and "
                    "the paper's Table 7 (layers into the attention) and Table 8 (pooling) "
                    "variants, for both attention variants; `dual` = this project's "
-                   "sa_patchcore_dual with its local-only, global-only, uncalibrated and "
-                   "z-score variants.")
+                   "sa_patchcore_dual with its local-only, global-only, SA-PatchCore-score "
+                   "(maxglobal), uncalibrated and z-score variants.")
 @click.option("--dataset", default="auto", show_default=True,
               help="auto | cadsd | synthetic | PATH (folder or `cadsd build` output) | hf:ORG/NAME. "
                    "auto = the real CAD-SD when cached, else the synthetic one.")

@@ -82,27 +82,28 @@ def _dual_study() -> tuple[MethodEntry, ...]:
     """This project's dual method and the variants its study compares (``--suite dual``)."""
     return (
         MethodEntry(DUAL, DUAL_TARGET,
-                    "Dual PatchCore: PatchCore (local) and SA-PatchCore (global) banks from one "
-                    "backbone pass, each scaled by held-out training folds' scores, fused by max",
-                    origin="project", suite="dual"),
+                    "Dual PatchCore: PatchCore's local bank and SA-PatchCore's attended "
+                    "embedding from one backbone pass (global image score: Mahalanobis "
+                    "distance of the mean embedding), each scaled by held-out training folds' "
+                    "scores, fused by max", origin="project", suite="dual"),
         MethodEntry(f"{DUAL}-local", DUAL_TARGET,
                     "Dual PatchCore's local branch alone (scores as PatchCore)",
                     preset={"branches": "local"}, variant_of=DUAL, suite="dual", origin="project"),
         MethodEntry(f"{DUAL}-global", DUAL_TARGET,
-                    "Dual PatchCore's global branch alone (scores as SA-PatchCore)",
+                    "Dual PatchCore's global branch alone (Mahalanobis distance of the mean "
+                    "attended embedding; map: each patch's share of it)",
                     preset={"branches": "global"}, variant_of=DUAL, suite="dual",
                     origin="project"),
+        MethodEntry(f"{DUAL}-maxglobal", DUAL_TARGET,
+                    "Dual PatchCore with SA-PatchCore's own bank, image score (largest patch "
+                    "distance) and map as the global branch's", preset={"global_score": "max"},
+                    variant_of=DUAL, suite="dual", origin="project"),
         MethodEntry(f"{DUAL}-uncalibrated", DUAL_TARGET,
                     "Dual PatchCore fused by max of the raw distances (no fold calibration)",
                     preset={"calibrate": False}, variant_of=DUAL, suite="dual", origin="project"),
         MethodEntry(f"{DUAL}-zscore", DUAL_TARGET,
                     "Dual PatchCore calibrated with the held-out folds' mean and std (z-score) "
                     "instead of their 0.95 quantile", preset={"calibration": "zscore"},
-                    variant_of=DUAL, suite="dual", origin="project"),
-        MethodEntry(f"{DUAL}-tailweight", DUAL_TARGET,
-                    "Dual PatchCore with each branch's 0.95-quantile scale weighted by its "
-                    "held-out tail/bulk ratio (tail_weight=0.04: a near-symmetric branch "
-                    "counts less)", preset={"tail_weight": 0.04},
                     variant_of=DUAL, suite="dual", origin="project"),
     )
 

@@ -78,3 +78,46 @@ def fuse(values: Sequence[torch.Tensor], stats: torch.Tensor | None, rule: str =
         values = [(v - stats[i, 0]) / stats[i, 1] for i, v in enumerate(values)]
     stacked = torch.stack(list(values))
     return stacked.amax(0) if rule == "max" else stacked.mean(0)
+
+
+GLOBAL_SCORES = ("gaussian", "max")
+
+
+def image_means(chunks: Sequence[torch.Tensor], grid: int) -> torch.Tensor:
+    """Patch ``chunks`` (``(B*grid, D)`` row-major per image, as ``fit`` extracts them) ->
+    ``(N, D)`` per-image mean embeddings (float64: the Gaussian is fitted in double)."""
+    return torch.cat([c.double().view(-1, grid, c.shape[1]).mean(1) for c in chunks])
+
+
+def gaussian_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, D)`` image descriptors -> mean ``(D,)`` and whitening factor ``W = L^-1``
+    ``(D, D)`` (lower triangular, ``L L^T = C``), so ``||W (v - mean)||`` is the Mahalanobis
+    distance of ``v`` under the Ledoit-Wolf shrunk covariance ``C`` (scikit-learn's
+    ``LedoitWolf``: well-conditioned for ``n`` below ``D``, e.g. WideResNet50's 1536 dims and
+    60 images). ``C`` gets ``1e-6`` of its mean variance (at least 1e-12) on the diagonal, so
+    a constant or one-image input still factorises. Float32 results."""
+    from sklearn.covariance import LedoitWolf
+
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"gaussian_fit needs (n >= 1, D) descriptors, got {tuple(x.shape)}")
+    lw = LedoitWolf().fit(x.double().numpy())
+    cov = torch.from_numpy(lw.covariance_)
+    eye = torch.eye(cov.shape[0], dtype=torch.float64)
+    floor = max(1e-6 * float(cov.diagonal().mean()), 1e-12)
+    chol = torch.linalg.cholesky(cov + floor * eye)
+    whiten = torch.linalg.solve_triangular(chol, eye, upper=False)
+    return torch.from_numpy(lw.location_).float(), whiten.float()
+
+
+def gaussian_scores(patches: torch.Tensor, mean: torch.Tensor, whiten: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, P, D)`` patch embeddings of ``B`` images -> their image scores ``(B,)``, the
+    Mahalanobis distance ``||z||`` of the mean embedding ``m`` (``z = W (m - mean)``), and each
+    patch's share ``(B, P)``: ``s_p = (e_p - mean)^T W^T z / ||z||``, its deviation from the
+    normal mean projected on the image's whitened anomaly direction. The shares' mean over the
+    patches is exactly ``||z||`` (the score is the map's mean); ``z = 0`` gives zero shares."""
+    patches = patches.to(whiten.dtype)
+    z = (patches.mean(1) - mean) @ whiten.T
+    norm = z.norm(dim=1)
+    direction = (z / norm.clamp_min(1e-30)[:, None]) @ whiten  # rows: W^T z / ||z||
+    return norm, torch.einsum("bpd,bd->bp", patches - mean, direction)

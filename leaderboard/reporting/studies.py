@@ -78,22 +78,29 @@ DUAL_REFERENCES = {"baselines.patchcore:PatchCore": "PatchCore",
 
 
 def _dual_structure(params: dict) -> tuple[int, str]:
-    """Study order and label of a ``sa_patchcore_dual`` record's settings."""
+    """Study order and label of a ``sa_patchcore_dual`` record's settings. Records written
+    before ``global_score`` existed scored the global branch by its largest patch distance."""
     branches = params.get("branches", "both")
+    gaussian = params.get("global_score", "max") == "gaussian"
     if branches == "local":
         return 0, "local branch alone (PatchCore's bank)"
     if branches == "global":
-        return 1, "global branch alone (SA-PatchCore's bank)"
+        if gaussian:
+            return 1, ("global branch alone (image score: Mahalanobis distance of its mean "
+                       "embedding; map: each patch's share of it)")
+        return 2, "global branch alone (SA-PatchCore's bank and scores)"
+    score = "" if gaussian else ", global branch = SA-PatchCore's bank, largest patch distance"
     if not params.get("calibrate", True):
-        return 2, f"both, {params.get('fusion', 'max')} of the raw distances (uncalibrated)"
+        return 3, f"both, {params.get('fusion', 'max')} of the raw distances{score} (uncalibrated)"
     how = ("z-scored" if params.get("calibration") == "zscore" else
            f"divided by the {params.get('quantile')} quantile")
     if params.get("tail_weight"):
         how += f" weighted by tail/bulk (tail_weight={params['tail_weight']})"
-    rank = 4 if params.get("calibration") == "zscore" else 5 if params.get("tail_weight") else 3
+    rank = (7 if not gaussian else 5 if params.get("calibration") == "zscore"
+            else 6 if params.get("tail_weight") else 4)
     return rank, (
         f"both, {how} of {params.get('folds')} held-out training folds, "
-        f"{params.get('fusion', 'max')} (calibrated)")
+        f"{params.get('fusion', 'max')}{score} (calibrated)")
 
 
 def _mean_auroc(records: list[Record], pick: Pick) -> float | None:
@@ -126,11 +133,13 @@ def dual_table(groups: dict[str, list[Record]]) -> list[str]:
                 + f" | {mean_of(rs, lambda r: r.timing.fit_s):.1f} | "
                 f"{mean_of(rs, lambda r: r.timing.latency_ms.mean):.1f} |")
 
+    references: dict[str, list[Record]] = {}
     for method, rs in groups.items():
         target = rs[0].method.target
         params = rs[0].method.params
         if target in DUAL_REFERENCES and params.get("sa_pooling", "max") == "max" and \
                 params.get("sa_layers", "layer3") == "layer3":
+            references.setdefault(target, rs)
             lines.append(row(DUAL_REFERENCES[target] + " (its own method)", method, rs))
     ordered = sorted(duals.items(), key=lambda kv: (_dual_structure(kv[1][0].method.params), kv[0]))
     by_structure: dict[int, list[Record]] = {}
@@ -138,15 +147,24 @@ def dual_table(groups: dict[str, list[Record]]) -> list[str]:
         rank, label = _dual_structure(rs[0].method.params)
         by_structure.setdefault(rank, rs)
         lines.append(row(label, method, rs))
-    if {0, 1, 3} <= set(by_structure):
+    if {0, 1, 4} <= set(by_structure):
         gains = []
         for pick in picks:
-            fused, local, glob = (_mean_auroc(by_structure[k], pick) for k in (3, 0, 1))
+            fused, local, glob = (_mean_auroc(by_structure[k], pick) for k in (4, 0, 1))
             gains.append("n/a" if None in (fused, local, glob) else
                          f"{100 * (fused - max(local, glob)):+.1f}")
         lines.append("| default (quantile-calibrated) minus the better branch alone, points | | "
                      + " | ".join(gains)
                      + " | | |")
+    if 4 in by_structure and len(references) == len(DUAL_REFERENCES):
+        gains = []
+        for pick in picks:
+            fused = _mean_auroc(by_structure[4], pick)
+            singles = [_mean_auroc(rs, pick) for rs in references.values()]
+            gains.append("n/a" if None in (fused, *singles) else
+                         f"{100 * (fused - max(singles)):+.1f}")
+        lines.append("| default minus the better of PatchCore and SA-PatchCore, points | | "
+                     + " | ".join(gains) + " | | |")
     lines.append("")
     return lines
 

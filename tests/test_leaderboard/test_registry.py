@@ -79,8 +79,8 @@ def test_dual_suite_is_this_projects_method_and_its_study() -> None:
 
     names = suite("dual")
     assert names == ["sa_patchcore_dual", "sa_patchcore_dual-local", "sa_patchcore_dual-global",
-                     "sa_patchcore_dual-uncalibrated", "sa_patchcore_dual-zscore",
-                     "sa_patchcore_dual-tailweight"]
+                     "sa_patchcore_dual-maxglobal", "sa_patchcore_dual-uncalibrated",
+                     "sa_patchcore_dual-zscore"]
     assert all(METHODS[n].origin == "project" for n in names)
     assert "sa_patchcore_dual" in runnable()  # `make bench` shows it (its row says whose)
     assert not set(names[1:]) & set(runnable())  # its study variants run with --suite dual
