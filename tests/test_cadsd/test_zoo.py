@@ -127,14 +127,16 @@ def test_bench_run_per_category_tables(capsys: pytest.CaptureFixture, tmp_path: 
     for name, writer in (("mvtec", write_mvtec), ("btad", write_btad), ("loco", write_loco)):
         root = writer(tmp_path / name)
         out = tmp_path / f"run-{name}"
-        code, text = run_bench(capsys, "run", "--methods", f"{DUMMY},patchcore", "--dataset", str(root),
-                            "--backbone", "mobilenet_v2", "--out", str(out))
+        # sa_patchcore_dual too: this project's method runs on every benchmark as it is
+        code, text = run_bench(capsys, "run", "--methods", f"{DUMMY},patchcore,sa_patchcore_dual",
+                               "--dataset", str(root), "--backbone", "mobilenet_v2",
+                               "--out", str(out))
         assert code == 0, text
         md = (out / "leaderboard.md").read_text()
         records = sorted(p.name for p in (out / "records").glob("*.json"))
         bench = zoo.detect(root)[0]
         cats = bench.found_categories(root)
-        assert len(records) == 2 * len(cats)  # one record per category and method
+        assert len(records) == 3 * len(cats)  # one record per category and method
         assert "Image AUROC (%) per category" in md and "| **mean** |" in md
         assert "not the official copy" in md and "paper (mean)" not in md
         for cat in cats:
@@ -142,6 +144,7 @@ def test_bench_run_per_category_tables(capsys: pytest.CaptureFixture, tmp_path: 
         assert "AU-PRO (%) up to FPR 0.3 per category" in md
         if name == "loco":
             assert "logical anomalies vs normal" in md and "structural anomalies vs normal" in md
+        assert all(read_record(out / "records" / r).ok for r in records), text
         rec = read_record(out / "records" / records[0])
         assert rec.dataset.benchmark == bench.name and rec.metrics.au_pro is not None
     code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset",
