@@ -53,9 +53,14 @@ MobileNetV2 and EfficientNet-Lite2; judged once on seeds 202 and 303, see "Measu
   score, the map the pixelwise largest calibrated branch map. An anomaly needs to stand out in
   one branch only: a missing nut is invisible to the local branch, whose low score must not
   pull the fused score down as a mean does. ``fusion="mean"`` stays available for studies.
-* ``folds=2``: two folds cost about half of one full coreset per branch (greedy k-center is
-  roughly quadratic in the fold's size); four cost twice as much and were worse on the dev
-  sets with the Gaussian (mean worst per-type gap -0.019 vs -0.002).
+* ``folds="auto"``: as many folds as the cost of two folds at 400 images allows
+  (:func:`auto_folds`: 2 from 300 images up, 3 at 200, 9 at 100, leave-one-out at 40 or
+  fewer; the count used is in the record's ``fit_notes``). Held-out scores come from models
+  fitted on ``1 - 1/folds`` of the images and overstate the final model's distances, the more
+  so the fewer the images. On the first 50 training images of dev seeds (worst per-type gap,
+  2 folds then 32): MobileNetV2 404 -0.054, -0.012; Lite2 101 -0.049, -0.005; on 100 and 200
+  images 2 folds were already within 0.006 and more changed nothing (404 at 100: -0.005 /
+  -0.006 with 9; 505 at 200: -0.001 with 2 or 3). At 400 images (CAD-SD) ``auto`` is 2.
 
 Dev-set evidence (offline on one fit's cached branch outputs, which equal ``predict``'s; image
 AUROC over all types, and the worst per-type gap to the better of PatchCore and SA-PatchCore on
@@ -100,7 +105,7 @@ Settings for the study (``bench run --suite dual``): ``branches`` (``both``, ``l
 raw maximum), ``folds``, ``fusion``, ``calibration`` (variant ``-zscore``), ``tail_weight``;
 everything else is PatchCore's and SA-PatchCore's. Nothing is set per dataset: the same defaults
 run on CAD-SD, MVTec AD and LOCO with any backbone that has the ``patchcore`` role. The Gaussian
-needs at least 2 training images outside each fold (``2 * folds`` images in all).
+needs at least 2 training images outside each fold (3 images with ``folds="auto"``).
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ from sa_patchcore.fusion import (
     CALIBRATIONS,
     FUSIONS,
     GLOBAL_SCORES,
+    auto_folds,
     fold_of,
     fuse,
     gaussian_fit,
@@ -150,7 +156,7 @@ class DualPatchCore(SAPatchCore):
         *,
         branches: Literal["both", "local", "global"] = "both",
         calibrate: bool = True,
-        folds: int = 2,
+        folds: int | Literal["auto"] = "auto",
         calibration: Literal["quantile", "zscore"] = "quantile",
         quantile: float = 0.95,
         tail_weight: float = 0.0,
@@ -189,8 +195,9 @@ class DualPatchCore(SAPatchCore):
         if params["global_score"] not in GLOBAL_SCORES:
             raise DetectorError(f"global_score must be one of {GLOBAL_SCORES}, got "
                                 f"{params['global_score']!r}")
-        if not isinstance(params["folds"], int) or params["folds"] < 2:
-            raise DetectorError(f"folds must be an integer >= 2, got {params['folds']!r}")
+        folds = params["folds"]
+        if folds != "auto" and (not isinstance(folds, int) or isinstance(folds, bool) or folds < 2):
+            raise DetectorError(f"folds must be 'auto' or an integer >= 2, got {folds!r}")
         if params["calibration"] not in CALIBRATIONS or not 0 < params["quantile"] <= 1:
             raise DetectorError(f"calibration must be one of {CALIBRATIONS} and quantile in "
                                 f"(0, 1]; got {params['calibration']!r}, {params['quantile']!r}")
@@ -300,18 +307,21 @@ class DualPatchCore(SAPatchCore):
         per_image = [[c[j * grid:(j + 1) * grid] for c in branch
                       for j in range(c.shape[0] // grid)] for branch in chunks]  # views
         n = len(per_image[0])
-        if n < self.folds:
-            raise InputError(f"{self.name}: calibration needs at least folds={self.folds} "
+        folds = auto_folds(n) if self.folds == "auto" else self.folds
+        if n < folds:
+            raise InputError(f"{self.name}: calibration needs at least folds={folds} "
                              f"training images, got {n}; pass more images or calibrate=False")
-        fold = fold_of(n, self.folds, self.seed)
+        fold = fold_of(n, folds, self.seed)
         if means is not None and n - int(torch.bincount(fold).max()) < 2:
+            least = next(m for m in range(3, 4 * folds) if m - -(-m // folds) >= 2)
             raise InputError(f"{self.name}: global_score='gaussian' fits each fold's Gaussian on "
-                             f"at least 2 other training images; {n} images in {self.folds} "
-                             f"folds leave fewer: pass at least {2 * self.folds}, or "
+                             f"at least 2 other training images; {n} images in {folds} folds "
+                             f"leave fewer: pass at least "
+                             f"{3 if self.folds == 'auto' else least} training images, or "
                              "global_score='max'")
         held, peaks = torch.empty(2, n), torch.empty(2, n)  # image scores, map peaks
-        progress.stage("calibrate", self.folds * 2)
-        for f in range(self.folds):
+        progress.stage("calibrate", folds * 2)
+        for f in range(folds):
             inside = (fold != f).nonzero().flatten().tolist()
             outside = (fold == f).nonzero().flatten()
             for b, images in enumerate(per_image):  # calibrated: both branches, in order
@@ -332,6 +342,7 @@ class DualPatchCore(SAPatchCore):
         map_stats = stats.clone() if means is None else held_out_stats(peaks, *args)
         names = ("local", "global")
         notes: dict[str, Any] = {
+            "folds": folds,
             "held_out_scores": dict(zip(names, map(_summary, held))),
             "location_scale": dict(zip(names, stats.tolist()))}
         if means is not None:

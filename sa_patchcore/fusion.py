@@ -22,6 +22,29 @@ def fold_of(n: int, folds: int, seed: int) -> torch.Tensor:
     return out
 
 
+#: ``folds="auto"``: the calibration budget, in (images per fold bank)^2 x folds: what two
+#: folds of 400 images (CAD-SD's training set) cost
+AUTO_FOLDS_BUDGET = 2 * 200**2
+
+
+def auto_folds(n: int) -> int:
+    """``folds="auto"`` for ``n`` training images: as many folds as the budget of two folds at
+    400 images allows, between 2 and ``n`` (leave-one-out). Greedy k-center on a fold's
+    ``n (1 - 1/f)`` images costs about its square (the coreset is 1% of its patches), so ``f``
+    folds cost ``f (n (1 - 1/f))^2``. Why more folds for fewer images: held-out scores come from
+    models fitted on ``1 - 1/f`` of the images and overstate the final model's distances, more
+    so the smaller the set. 300 images or more give 2 folds; 200: 3; 100: 9; 60: 24; 50: 33;
+    40 or fewer: leave-one-out."""
+    if n < 2:
+        return 2
+    best = 2
+    for f in range(3, n + 1):
+        if f * (n * (1 - 1 / f)) ** 2 > AUTO_FOLDS_BUDGET:
+            break
+        best = f
+    return best
+
+
 def held_out_stats(scores: torch.Tensor, calibration: str = "quantile", q: float = 0.95,
                    tail_weight: float = 0.0) -> torch.Tensor:
     """``(branches, n)`` held-out image scores -> ``(branches, 2)`` location and scale per

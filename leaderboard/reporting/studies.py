@@ -99,8 +99,13 @@ def _dual_structure(params: dict) -> tuple[int, str]:
     rank = (7 if not gaussian else 5 if params.get("calibration") == "zscore"
             else 6 if params.get("tail_weight") else 4)
     return rank, (
-        f"both, {how} of {params.get('folds')} held-out training folds, "
+        f"both, {how} of {_folds(params.get('folds'))} held-out training folds, "
         f"{params.get('fusion', 'max')}{score} (calibrated)")
+
+
+def _folds(folds: object) -> str:
+    """A record's ``folds`` setting as the study's label says it."""
+    return "auto-counted" if folds == "auto" else str(folds)
 
 
 def _mean_auroc(records: list[Record], pick: Pick) -> float | None:

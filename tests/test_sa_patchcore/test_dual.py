@@ -21,6 +21,7 @@ from baselines.training import TrainingSet
 from sa_patchcore import SAPatchCore
 from sa_patchcore.dual import DualPatchCore
 from sa_patchcore.fusion import (
+    auto_folds,
     fold_of,
     fuse,
     gaussian_fit,
@@ -69,6 +70,15 @@ def exact(train: torch.Tensor) -> tuple[DualPatchCore, Counting]:
     rebuild it; three folds of two images."""
     data = Counting(train)
     return DualPatchCore(backbone=BACKBONE, coreset_ratio=1.0, folds=3).fit(data), data
+
+
+def test_auto_folds_spend_the_two_fold_budget_of_400_images() -> None:
+    assert [auto_folds(n) for n in (2, 3, 40, 50, 100, 200, 300, 400, 5000)] == \
+        [2, 3, 40, 33, 9, 3, 2, 2, 2]
+    for n in (50, 100, 200, 400):  # the largest count within the budget, never above it
+        f = auto_folds(n)
+        assert f * (n * (1 - 1 / f)) ** 2 <= 2 * 200**2 or f == 2
+        assert f == n or (f + 1) * (n * (1 - 1 / (f + 1))) ** 2 > 2 * 200**2
 
 
 def test_fold_of_is_a_balanced_seeded_split() -> None:
@@ -331,14 +341,19 @@ def test_settings_are_checked(train: torch.Tensor) -> None:
                        ({"calibration": "minmax"}, "calibration"), ({"quantile": 0}, "quantile"),
                        ({"tail_weight": -0.1}, "tail_weight"),
                        ({"tail_weight": 0.04, "calibration": "zscore"}, "tail_weight"),
-                       ({"global_score": "mean"}, "global_score")):
+                       ({"global_score": "mean"}, "global_score"), ({"folds": "all"}, "folds"),
+                       ({"folds": True}, "folds")):
         with pytest.raises(DetectorError, match=match):
             DualPatchCore(backbone=BACKBONE, **bad)
     with pytest.raises(InputError, match="at least folds=5"):
         DualPatchCore(backbone=BACKBONE, folds=5).fit(train[:3])
-    with pytest.raises(InputError, match="at least 4, or global_score='max'"):
-        DualPatchCore(backbone=BACKBONE).fit(train[:3])  # a fold's Gaussian of one image
-    assert DualPatchCore(backbone=BACKBONE, global_score="max").fit(train[:3]).is_fitted
+    with pytest.raises(InputError, match="at least 3 training images, or global_score='max'"):
+        DualPatchCore(backbone=BACKBONE).fit(train[:2])  # a fold's Gaussian of one image
+    with pytest.raises(InputError, match="at least 4 training images, or global_score='max'"):
+        DualPatchCore(backbone=BACKBONE, folds=2).fit(train[:3])
+    assert DualPatchCore(backbone=BACKBONE, global_score="max", folds=2).fit(train[:3]).is_fitted
+    three = DualPatchCore(backbone=BACKBONE).fit(train[:3])  # auto: leave-one-out
+    assert three.fit_notes["calibration"]["folds"] == 3
     single = DualPatchCore(backbone=BACKBONE, branches="local", folds=5).fit(train[:3])
     assert torch.equal(single.calibration_, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
     assert single.state_summary().memory_bank == [int(3 * GRID * 0.01), 128]
@@ -390,7 +405,7 @@ def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_pa
     for label, name in (("local branch alone", "sa_patchcore_dual-local"),
                         ("global branch alone", "sa_patchcore_dual-global"),
                         ("(uncalibrated)", "sa_patchcore_dual-uncalibrated"),
-                        ("0.95 quantile of 2 held-out training folds, max (calibrated)",
+                        ("0.95 quantile of auto-counted held-out training folds, max (calibrated)",
                          "sa_patchcore_dual"),
                         ("z-scored", "sa_patchcore_dual-zscore"),
                         ("SA-PatchCore's bank, largest patch distance (calibrated)",
