@@ -177,8 +177,8 @@ class DualPatchCore(SAPatchCore):
         #: (branch, (location, scale)) of the image scores: rows local, global; identity
         #: until calibrated
         self.register_buffer("calibration_", _identity(self.device))
-        #: the same for the maps (the global row differs with global_score="gaussian": the
-        #: global map is patch distances, its image score is not)
+        #: the same for the maps' peaks (the global row differs with global_score="gaussian":
+        #: its map is the patch shares, whose peak is not its image score)
         self.register_buffer("map_calibration_", _identity(self.device))
         #: global_score="gaussian": the training images' mean-embedding Gaussian (mean,
         #: whitening factor); empty otherwise
@@ -220,6 +220,11 @@ class DualPatchCore(SAPatchCore):
         """Whether the global branch's image score is its mean embedding's Gaussian distance."""
         return self.global_score == "gaussian" and 1 in self.active
 
+    def banked(self, branch: int) -> bool:
+        """Whether ``branch`` (0 = local, 1 = global) scores against a memory bank: every
+        branch except the global one with ``global_score="gaussian"``."""
+        return not (branch == 1 and self.gaussian)
+
     @property
     def calibrated(self) -> bool:
         """Calibration only matters when two branches are fused."""
@@ -245,8 +250,7 @@ class DualPatchCore(SAPatchCore):
 
     def banks(self) -> list[torch.Tensor]:
         """The active branches' memory banks (the Gaussian global branch has none)."""
-        return [(self.memory_bank_, self.global_bank_)[i] for i in self.active
-                if not (i == 1 and self.gaussian)]
+        return [(self.memory_bank_, self.global_bank_)[i] for i in self.active if self.banked(i)]
 
     def searchers(self) -> list[NearestNeighbors]:
         """One exact 1-NN index per active bank (built once, after fit or load)."""
@@ -272,8 +276,7 @@ class DualPatchCore(SAPatchCore):
             with self._timed(timings, "calibrate"):
                 stats = (self._calibration(chunks, grid, means, progress) if self.calibrated
                          else None)
-            with_bank = [(i, c) for i, c in zip(self.active, chunks)
-                         if not (i == 1 and self.gaussian)]
+            with_bank = [(i, c) for i, c in zip(self.active, chunks) if self.banked(i)]
             progress.stage("coreset", len(with_bank))
             full = [self.memory_bank_, self.global_bank_]
             with self._timed(timings, "coreset"):
@@ -313,11 +316,11 @@ class DualPatchCore(SAPatchCore):
                              f"training images, got {n}; pass more images or calibrate=False")
         fold = fold_of(n, folds, self.seed)
         if means is not None and n - int(torch.bincount(fold).max()) < 2:
-            least = next(m for m in range(3, 4 * folds) if m - -(-m // folds) >= 2)
+            least = 3 if self.folds == "auto" else next(  # ceil(m / folds) in the largest fold
+                m for m in range(3, 4 * folds) if m - -(-m // folds) >= 2)
             raise InputError(f"{self.name}: global_score='gaussian' fits each fold's Gaussian on "
                              f"at least 2 other training images; {n} images in {folds} folds "
-                             f"leave fewer: pass at least "
-                             f"{3 if self.folds == 'auto' else least} training images, or "
+                             f"leave fewer: pass at least {least} training images, or "
                              "global_score='max'")
         held, peaks = torch.empty(2, n), torch.empty(2, n)  # image scores, map peaks
         progress.stage("calibrate", folds * 2)
@@ -325,7 +328,7 @@ class DualPatchCore(SAPatchCore):
             inside = (fold != f).nonzero().flatten().tolist()
             outside = (fold == f).nonzero().flatten()
             for b, images in enumerate(per_image):  # calibrated: both branches, in order
-                if b == 1 and means is not None:
+                if not self.banked(b):
                     gaussian = gaussian_fit(means[fold != f])
                     for block in outside.split(_BLOCK):
                         score, share = gaussian_scores(
@@ -387,7 +390,7 @@ class DualPatchCore(SAPatchCore):
         scores, maps = [], []
         searchers = iter(self.searchers())
         for branch, emb in zip(self.active, embs):
-            if branch == 1 and self.gaussian:
+            if not self.banked(branch):
                 with self._timed(timings, "gaussian"):
                     score, grid = gaussian_scores(to_patches(emb).view(b, h * w, -1),
                                                   self.gaussian_mean_, self.gaussian_whiten_)
