@@ -22,10 +22,17 @@ Images are float RGB in [0, 1], already resized and cropped as :meth:`input_for`
 (``baselines.preprocess``); each detector applies its own normalisation.
 
 A subclass only has to write ``__init__``, ``fit`` and ``predict`` (``docs/adding-a-method.md``):
-the base class wraps them (:meth:`Detector.__init_subclass__`) so that a finished ``fit`` marks
-the model fitted and records its wall time when the method records no stages itself, and
-``predict`` refuses an unfitted model, runs without autograd and is timed the same way. A class
-without its own ``name`` is named after itself.
+the base class wraps them (:meth:`Detector.__init_subclass__`) and does the bookkeeping once, so
+no method repeats it: ``fit`` starts with fresh ``fit_notes``, marks the model fitted when it
+returns, and leaves ``fit_timings`` = the stages the method timed with :meth:`Detector.timed`
+plus ``total`` (the call's wall time); ``predict`` refuses an unfitted model, runs without
+autograd and leaves its stages in ``last_timings`` (``{"predict": wall time}`` when it timed
+none). A class without its own ``name`` is named after itself.
+
+For benchmarks (``python -m leaderboard.perf``), two optional hooks expose a method's parts
+without reaching into it: :meth:`Detector.timing_probes` (named parts of ``predict`` that can be
+timed on their own, e.g. the backbone forward) and :meth:`Detector.diagnostics` (facts about the
+fitted model measured on given images, e.g. an approximate search's recall).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -118,6 +126,7 @@ class Detector(nn.Module):
         self.last_timings: dict[str, float] = {}
         self.training_log: list[dict[str, float]] = []
         self.fit_notes: dict[str, Any] = {}  # facts for the record (an index's measured recall)
+        self._stages: dict[str, float] | None = None  # the running fit's or predict's stages
 
     # -- settings ----------------------------------------------------------------------------
     @classmethod
@@ -136,11 +145,6 @@ class Detector(nn.Module):
                 value = list(value)
             out[name] = value
         return out
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Alias of :meth:`get_params` (what goes into a saved file's header)."""
-        return self.get_params()
 
     @classmethod
     def validate(cls, params: Mapping[str, Any]) -> None:
@@ -199,13 +203,38 @@ class Detector(nn.Module):
         losses still at their untrained level), else None; shown beside the method's row."""
         return None
 
+    def timing_probes(self) -> dict[str, Callable[[torch.Tensor], object]]:
+        """Named parts of ``predict`` that a benchmark may time on their own, each a function
+        of a batch of checked images (e.g. ``backbone``: the feature forward alone). None by
+        default; a fitted model's probes may use what ``fit`` learned."""
+        return {}
+
+    def diagnostics(self, images: torch.Tensor) -> dict[str, Any]:
+        """Facts about the fitted model measured on ``images`` (float RGB in [0, 1] at the
+        method's input), for benchmarks: e.g. an approximate nearest-neighbour search's recall
+        against exact search. None by default."""
+        return {}
+
+    # -- timing ------------------------------------------------------------------------------
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the block's wall time to ``stage`` of the running ``fit`` or ``predict`` (GPU
+        work synchronised); the base class hands the stages on as ``fit_timings`` /
+        ``last_timings``. Blocks may nest (an outer stage includes its inner ones) and repeat
+        (times add up); outside ``fit`` and ``predict`` nothing is recorded."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.fitted_.device.type == "cuda":
+                torch.cuda.synchronize(self.fitted_.device)
+            if self._stages is not None:
+                self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - start
+
     # -- helpers for subclasses -----------------------------------------------------------
     @property
     def is_fitted(self) -> bool:
         return bool(self.fitted_.item())
-
-    def _mark_fitted(self) -> None:
-        self.fitted_.fill_(True)
 
     def check_fitted(self) -> None:
         """Raise a clear error when the model has not been fitted (or loaded) yet."""
@@ -338,18 +367,35 @@ class Detector(nn.Module):
                 module.register_buffer(buf, torch.empty_like(value, device=device))
 
 
+@contextmanager
+def _stages(model: Detector) -> Iterator[dict[str, float] | None]:
+    """Collect the stages :meth:`Detector.timed` records during the block: yields the dict in
+    the outermost wrapped call, None in a nested one (a subclass calling ``super().fit``)."""
+    if model._stages is not None:
+        yield None
+        return
+    model._stages = {}
+    try:
+        yield model._stages
+    finally:
+        model._stages = None
+
+
 def _wrap_fit(fit: Callable[..., Any]) -> Callable[..., Any]:
-    """``fit`` that marks the model fitted when it returns and, when the method recorded no
-    stage timings of its own, records the call's wall time as ``fit_timings["fit"]``."""
+    """``fit`` with the bookkeeping of the module docstring."""
 
     @functools.wraps(fit)
     def wrapped(self: Detector, train: Train, progress: Progress | None = None) -> Any:
-        self.fit_timings = {}
-        start = time.perf_counter()
-        out = fit(self, train, progress)
-        self._mark_fitted()
-        if not self.fit_timings:
-            self.fit_timings = {"fit": time.perf_counter() - start}
+        with _stages(self) as stages:
+            if stages is None:  # nested: the outermost call does the bookkeeping
+                return fit(self, train, progress)
+            self.fit_notes, self.fit_timings = {}, {}
+            start = time.perf_counter()
+            out = fit(self, train, progress)
+            total = time.perf_counter() - start
+            self.fitted_.fill_(True)
+            # a method that fills fit_timings itself keeps its entries
+            self.fit_timings = {**stages, **self.fit_timings, "total": total}
         return out
 
     wrapped.__cadsd_wrapped__ = True  # type: ignore[attr-defined]
@@ -357,18 +403,21 @@ def _wrap_fit(fit: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_predict(predict: Callable[..., Prediction]) -> Callable[..., Prediction]:
-    """``predict`` that refuses an unfitted model, runs without autograd and, when the method
-    recorded no stage timings, records its wall time as ``last_timings["predict"]``."""
+    """``predict`` that refuses an unfitted model, runs without autograd and leaves its stages
+    (or its wall time) in ``last_timings``."""
 
     @functools.wraps(predict)
     def wrapped(self: Detector, images: torch.Tensor, *args: Any, **kwargs: Any) -> Prediction:
-        self.check_fitted()
-        self.last_timings = {}
-        start = time.perf_counter()
-        with torch.no_grad():
-            out = predict(self, images, *args, **kwargs)
-        if not self.last_timings:
-            self.last_timings = {"predict": time.perf_counter() - start}
+        with _stages(self) as stages:
+            if stages is None:
+                return predict(self, images, *args, **kwargs)
+            self.check_fitted()
+            self.last_timings = {}
+            start = time.perf_counter()
+            with torch.no_grad():
+                out = predict(self, images, *args, **kwargs)
+            self.last_timings = ({**stages, **self.last_timings} if stages or self.last_timings
+                                 else {"predict": time.perf_counter() - start})
         return out
 
     wrapped.__cadsd_wrapped__ = True  # type: ignore[attr-defined]

@@ -161,12 +161,11 @@ class CSFlow(FeatureDetector):
         """Extract the three-scale features of every training image once, then train the flow
         for ``epochs`` epochs of seeded shuffled batches (a fixed budget; no test data)."""
         progress = progress or Progress()
-        timings: dict[str, float] = {}
         train = TrainingSet.of(train)
         size: tuple[int, int] | None = None
         chunks: list[list[torch.Tensor]] = []
         self.flow.eval()
-        with self._timed(timings, "extract"):
+        with self.timed("extract"):
             for batch in self._fit_batches(train, progress):
                 images = self.check_images(batch, size=size)
                 size = size or (int(images.shape[-2]), int(images.shape[-1]))
@@ -182,7 +181,7 @@ class CSFlow(FeatureDetector):
         self.training_log = []
         progress.stage("train", self.epochs * steps)
         self.flow.train()
-        with self._timed(timings, "train"):
+        with self.timed("train"):
             for epoch in range(self.epochs):
                 order = torch.randperm(n, generator=gen)
                 total = 0.0
@@ -195,9 +194,6 @@ class CSFlow(FeatureDetector):
                 progress.log(epoch=epoch + 1, epochs=self.epochs, loss=total / n)
         self.flow.eval()
         self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
-        self._mark_fitted()
-        timings["total"] = timings["extract"] + timings["train"]
-        self.fit_timings = self.last_timings = timings
         return self
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -236,16 +232,13 @@ class CSFlow(FeatureDetector):
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
         """Score = mean z^2 / 2 over the three scales; map = finest scale's z^2, upsampled."""
-        self.check_fitted()
         size = (int(self.input_size_[0]), int(self.input_size_[1]))
         images = self.check_images(images, size=size)
-        timings: dict[str, float] = {}
-        with self._timed(timings, "backbone"):
+        with self.timed("backbone"):
             maps = self.multiscale_features(images)
-        with self._timed(timings, "flow"):
+        with self.timed("flow"):
             z, _ = self.flow(maps)
             scores = image_scores(z)
-        with self._timed(timings, "map"):
+        with self.timed("map"):
             out = score_map(z, size)
-        self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=out.cpu())

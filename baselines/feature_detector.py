@@ -9,9 +9,7 @@ file fitted with other weights. ``.to()`` moves the backbone too.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterator, Sequence, Sized
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -60,6 +58,7 @@ class FeatureDetector(Detector):
         self.backbone_sha256: str | None = extractor.weights_sha256
         self._init_digest: str | None = None
         self.register_buffer("input_size_", torch.zeros(2, dtype=torch.long, device=self.device))
+        self.images_embedded = 0  # images through the backbone so far (benchmarks read it)
         self._map_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _reset_caches(self) -> None:
@@ -74,15 +73,6 @@ class FeatureDetector(Detector):
             self.device = self.fitted_.device
             self._reset_caches()
         return self
-
-    @contextmanager
-    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
-        """Add the wall time of the block to ``timings[stage]`` (synchronising CUDA)."""
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
     @staticmethod
     def _fit_batches(train: Train, progress: Progress | None = None) -> Iterator[torch.Tensor]:
@@ -100,7 +90,9 @@ class FeatureDetector(Detector):
             progress.advance()
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Float feature maps of the requested layers, in the backbone's memory format."""
+        """Float feature maps of the requested layers, in the backbone's memory format.
+        ``images_embedded`` counts the images that went through the backbone."""
+        self.images_embedded += images.shape[0]
         x = images.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -111,6 +103,10 @@ class FeatureDetector(Detector):
             feats = self.extractor(x)
         # Keep channels_last: pooling, upsampling and concatenation are ~10x faster on it.
         return [f.float() for f in feats.values()]
+
+    def timing_probes(self) -> dict[str, Callable[[torch.Tensor], object]]:
+        """``backbone``: the frozen feature forward alone."""
+        return {"backbone": self.features}
 
     def _anomaly_map(self, grid_scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """``(B, h, w)`` scores -> ``(B, *size)`` map: upsample + Gaussian blur (sigma from

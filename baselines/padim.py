@@ -14,9 +14,9 @@ dims, so the subset is kept sorted and each layer contributes only its selected 
 upsampling (the reference concatenates all 1792 first: 3x the memory for the same numbers).
 
 Memory and speed: :mod:`baselines.components.gaussian` (one pass, one packed float32 buffer).
-``fit_timings``: ``extract`` (backbone + embedding), ``gaussian`` (sums + factors, of which
-``cholesky`` is the final factorisation); ``last_timings`` after ``predict``: ``backbone``,
-``mahalanobis``, ``map``.
+Stages (``fit_timings``): ``extract`` (backbone + embedding), ``gaussian`` (sums + factors, of
+which ``cholesky`` is the final factorisation); ``last_timings`` after ``predict``:
+``backbone``, ``mahalanobis``, ``map``.
 """
 
 from __future__ import annotations
@@ -109,13 +109,12 @@ class PaDiM(FeatureDetector):
     # -- the contract -----------------------------------------------------------------------
     def fit(self, train: Train, progress: Progress | None = None) -> PaDiM:
         """Stream the normal images once: per-position mean and covariance, then the factors."""
-        timings: dict[str, float] = {}
         acc: GaussianAccumulator | None = None
         size: tuple[int, int] | None = None
         with torch.no_grad():
             for batch in self._fit_batches(train, progress):
                 images = self.check_images(batch, size=size)
-                with self._timed(timings, "extract"):
+                with self.timed("extract"):
                     feats = self.features(images)
                     if acc is None:
                         size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -124,7 +123,7 @@ class PaDiM(FeatureDetector):
                         )
                     emb = self._embed(feats).flatten(2)  # (B, d, P)
                     del feats
-                with self._timed(timings, "gaussian"):
+                with self.timed("gaussian"):
                     if acc is None:
                         acc = GaussianAccumulator(
                             emb.shape[2], emb.shape[1], self.device, self.block
@@ -133,32 +132,25 @@ class PaDiM(FeatureDetector):
                 del emb
             if acc is None or size is None:
                 raise InputError(f"{self.name}.fit() got no images: pass batches of normal images")
-            with self._timed(timings, "cholesky"):
+            with self.timed("gaussian"), self.timed("cholesky"):
                 self.mean_, self.factor_ = acc.finalize(self.eps)
                 self.row_blocks_ = torch.tensor(acc.layout.edges, device=self.device)
             del acc
-        timings["gaussian"] = timings.get("gaussian", 0.0) + timings["cholesky"]
         self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
-        self._mark_fitted()
-        timings["total"] = timings["extract"] + timings["gaussian"]
-        self.fit_timings = self.last_timings = timings
         return self
 
     def predict(self, images: torch.Tensor) -> Prediction:
         """Mahalanobis distance per position -> map (bilinear + blur); score = map maximum."""
-        self.check_fitted()
         size = (int(self.input_size_[0]), int(self.input_size_[1]))
         images = self.check_images(images, size=size)
-        timings: dict[str, float] = {}
         with torch.inference_mode():
-            with self._timed(timings, "backbone"):
+            with self.timed("backbone"):
                 emb = self._embed(self.features(images))  # (B, d, h, w)
                 b, _, h, w = emb.shape
-            with self._timed(timings, "mahalanobis"):
+            with self.timed("mahalanobis"):
                 layout = BlockTriangle(tuple(self.row_blocks_.tolist()))
                 dist = mahalanobis(emb.flatten(2), self.mean_, self.factor_, layout).view(b, h, w)
-            with self._timed(timings, "map"):
+            with self.timed("map"):
                 maps = self._anomaly_map(dist, size)
                 scores = maps.flatten(1).amax(1)
-        self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())

@@ -12,7 +12,7 @@ where needed, :meth:`PatchCore.combine` (the layers into one embedding).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -92,23 +92,22 @@ class PatchCore(FeatureDetector):
         super()._reset_caches()
         self._nn = None
 
-    def embed(self, images: torch.Tensor, timings: dict[str, float] | None = None) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch embedding ``(B, D, h, w)`` of checked images: backbone, aggregation, concat."""
-        timings = {} if timings is None else timings
-        with self._timed(timings, "backbone"):
+        with self.timed("backbone"):
             feats = self.features(images)
-        with self._timed(timings, "aggregate"):
+        with self.timed("aggregate"):
             out = self.combine([self.aggregate(i, f) for i, f in enumerate(feats)])
         return out
 
     # -- the contract ----------------------------------------------------------------------
-    def embeddings(self, images: torch.Tensor, timings: dict[str, float]) -> list[torch.Tensor]:
+    def embeddings(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The embeddings ``fit`` keeps patches of, from one backbone pass: PatchCore's one
         (a method with several memory banks returns one embedding per bank)."""
-        return [self.embed(images, timings)]
+        return [self.embed(images)]
 
     def extract_patches(
-        self, train: Train, progress: Progress | None, timings: dict[str, float]
+        self, train: Train, progress: Progress | None
     ) -> tuple[list[list[torch.Tensor]], tuple[int, int], int]:
         """One pass over ``train``: per embedding of :meth:`embeddings`, the ``(B*h*w, D)``
         float32 patch chunks of every batch (on CPU, row-major per image); the input size;
@@ -119,9 +118,9 @@ class PatchCore(FeatureDetector):
         for batch in self._fit_batches(train, progress):
             images = self.check_images(batch, size=size)
             size = size or tuple(images.shape[-2:])
-            embs = self.embeddings(images, timings)
+            embs = self.embeddings(images)
             grid = embs[0].shape[-2] * embs[0].shape[-1]
-            with self._timed(timings, "aggregate"):
+            with self.timed("aggregate"):
                 chunks = chunks or [[] for _ in embs]
                 for out, emb in zip(chunks, embs):
                     out.append(to_patches(emb).cpu().contiguous())
@@ -142,25 +141,36 @@ class PatchCore(FeatureDetector):
 
     def fit(self, train: Train, progress: Progress | None = None) -> PatchCore:
         """Embed every training patch (one pass), keep a greedy coreset of ``coreset_ratio``."""
-        timings: dict[str, float] = {}
         with torch.inference_mode():
-            (chunks,), size, _ = self.extract_patches(train, progress, timings)
+            with self.timed("extract"):  # backbone + aggregate, one pass over train
+                (chunks,), size, _ = self.extract_patches(train, progress)
             (progress or Progress()).stage("coreset", 1)
-            with self._timed(timings, "coreset"):
+            with self.timed("coreset"):
                 bank = self.coreset_bank(chunks)
             del chunks  # the only full copy
             self.memory_bank_ = bank.to(self.device)
             self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
             self._nn = None
-            self._mark_fitted()
-        timings["extract"] = timings.get("backbone", 0.0) + timings.get("aggregate", 0.0)
-        timings["total"] = timings["extract"] + timings["coreset"]
-        self.fit_timings = self.last_timings = timings
         return self
 
     def state_summary(self) -> StateSummary:
         base = super().state_summary()
         return StateSummary(base.buffers, base.parameters, list(self.memory_bank_.shape))
+
+    def timing_probes(self) -> dict[str, Callable[[torch.Tensor], object]]:
+        """``backbone``, and ``backbone+search``: the forward of the images plus one exact
+        search of a fixed image's patches (the first images the probe saw): what a batch-1
+        predict cannot be faster than."""
+        fixed: list[torch.Tensor] = []
+
+        def forward_and_search(images: torch.Tensor) -> None:
+            with torch.inference_mode():
+                if not fixed:
+                    fixed.append(to_patches(self.embed(images[:1])))
+                self.features(images)
+                self.searcher().search(fixed[0])
+
+        return {**super().timing_probes(), "backbone+search": forward_and_search}
 
     def searcher(self) -> NearestNeighbors:
         """The exact 1-NN index over the memory bank (built once, after fit or load)."""
@@ -178,22 +188,19 @@ class PatchCore(FeatureDetector):
 
     def predict(self, images: torch.Tensor) -> Prediction:
         """Image scores (max patch distance, or eq. 7 reweighted) and sigma-4 anomaly maps."""
-        self.check_fitted()
         size = tuple(self.input_size_.tolist())
         images = self.check_images(images, size=size)
-        timings: dict[str, float] = {}
         with torch.inference_mode():
-            emb = self.embed(images, timings)
+            emb = self.embed(images)
             b, _, h, w = emb.shape
-            with self._timed(timings, "search"):
+            with self.timed("search"):
                 patches = to_patches(emb)
                 patch_scores, nearest = self.patch_scores(patches, b, self.searcher())
                 scores, where = patch_scores.max(dim=1)
                 if self.reweight:
                     scores = self._reweight(scores, where, patches, nearest[:, 0].view(b, h * w))
-            with self._timed(timings, "map"):
+            with self.timed("map"):
                 maps = self._anomaly_map(patch_scores.view(b, h, w), size)
-        self.last_timings = timings
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
 
     def _reweight(

@@ -30,7 +30,6 @@ search reaches ``min_recall``, else the search is exact. The search used is in t
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -205,27 +204,23 @@ class PatchSVDD(Detector):
         """Mean image, then the fixed training schedule, then the training patch banks."""
         progress = progress or Progress()
         train = TrainingSet.of(train)
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
+        with self.timed("prepare"):
+            x = self._prepare(train)
+        with self.timed("train"):
+            self._train(x, progress)
+        with self.timed("bank"):
+            self._build_banks(x, progress)
+        return self
+
+    def _prepare(self, train: TrainingSet) -> torch.Tensor:
+        """The training images standardised with their mean image (which fit keeps)."""
         images = torch.cat([self.check_images(b, size=(IMAGE, IMAGE)).to(self.device)
                             for b in train])  # (N, 3, 256, 256) in [0, 1]
         if len(images) == 0:
             raise InputError(f"{self.name}.fit() got no images")
         # the official mean is of the uint8 images; ours are uint8 / 255 exactly
         self.mean_image_ = (images.double().mean(0) * 255.0).float()
-        x = self._standardise(images)
-        del images
-        timings["prepare"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self._train(x, progress)
-        timings["train"] = time.perf_counter() - start
-        start = time.perf_counter()
-        self._build_banks(x, progress)
-        timings["bank"] = time.perf_counter() - start
-        self._mark_fitted()
-        timings["total"] = sum(timings.values())
-        self.fit_timings = self.last_timings = timings
-        return self
+        return self._standardise(images)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam over the encoder and both classifiers (official ``main_train.py``)."""
@@ -332,6 +327,21 @@ class PatchSVDD(Detector):
             })
         return self._searchers
 
+    def diagnostics(self, images: torch.Tensor, queries: int = 4000) -> dict[str, Any]:
+        """``recall32``: the K = 32 search's 1-NN recall against exact search, on up to
+        ``queries`` patches of ``images`` (seeded choice): how often the index finds the true
+        nearest training patch (a distance within float tolerance of the exact one)."""
+        gen = torch.Generator().manual_seed(0)
+        _, e32 = self.embed(self.check_images(images, size=(IMAGE, IMAGE)))
+        flat = e32.reshape(-1, e32.shape[-1])
+        flat = flat[torch.randperm(len(flat), generator=gen)[:queries]]
+        search = self.searchers()[1]
+        exact = search.search(flat, exact=True)
+        found = search.search(flat)
+        ok = found <= exact + exact * 1e-5 + 1e-7
+        return {"recall32": {"queries": len(flat), "recall": float(ok.float().mean()),
+                             "approximate": search.approximate, "nprobe": search.nprobe}}
+
     def training_verdict(self) -> str | None:
         if not self.training_log:
             return None
@@ -352,23 +362,16 @@ class PatchSVDD(Detector):
     def predict(self, images: torch.Tensor) -> Prediction:
         """Both scales' nearest-training-patch distances, spread over their pixels, multiplied;
         score = the product map's maximum."""
-        self.check_fitted()
         images = self.check_images(images, size=(IMAGE, IMAGE))
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        e64, e32 = self.embed(images)
-        timings["embed"] = time.perf_counter() - start
+        with self.timed("embed"):
+            e64, e32 = self.embed(images)
         s64, s32 = self.searchers()
-        start = time.perf_counter()
         b = images.shape[0]
-        d64 = s64.search(e64.reshape(-1, self.dim)).view(b, *e64.shape[1:3])
-        timings["search64"] = time.perf_counter() - start
-        start = time.perf_counter()
-        d32 = s32.search(e32.reshape(-1, self.dim)).view(b, *e32.shape[1:3])
-        timings["search32"] = time.perf_counter() - start
-        start = time.perf_counter()
-        maps = distribute(d64, 64, 16) * distribute(d32, 32, 4)
-        scores = maps.flatten(1).amax(1)
-        timings["map"] = time.perf_counter() - start
-        self.last_timings = timings
+        with self.timed("search64"):
+            d64 = s64.search(e64.reshape(-1, self.dim)).view(b, *e64.shape[1:3])
+        with self.timed("search32"):
+            d32 = s32.search(e32.reshape(-1, self.dim)).view(b, *e32.shape[1:3])
+        with self.timed("map"):
+            maps = distribute(d64, 64, 16) * distribute(d32, 32, 4)
+            scores = maps.flatten(1).amax(1)
         return Prediction(scores=scores.cpu(), maps=maps.cpu())

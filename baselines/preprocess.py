@@ -116,9 +116,8 @@ def image_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEF
 def mask_to_tensor(src: str | Path | bytes | Image.Image, spec: InputSpec = DEFAULT_INPUT,
                    name: str | None = None) -> torch.Tensor:
     """A ground-truth mask -> bool tensor ``(size, size)`` (nearest resampling), binarised by
-    the one mask rule (:func:`cadsd.zoo.base.binary_mask`: above mid-grey)."""
-    from cadsd.format.images import to_8bit
-    from cadsd.zoo.base import MASK_THRESHOLD
+    the one mask rule (:func:`cadsd.format.images.binary_mask`: above mid-grey)."""
+    from cadsd.format.images import MASK_THRESHOLD, to_8bit
 
     img = src if isinstance(src, Image.Image) else open_rgb(src, name)
     arr = _resize_crop(to_8bit(img).convert("L"), spec, Image.Resampling.NEAREST)

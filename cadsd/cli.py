@@ -92,7 +92,8 @@ def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None
     PATH defaults to the cached real CAD-SD (`cadsd.format.cache.real_dataset_dir()`, under $CADSD_CACHE
     when set). Exits 0 when valid, 1 with the list of problems otherwise.
     """
-    from cadsd.checking.validate import parse_expect, print_report, validate, write_json
+    from cadsd.checking.validate import parse_expect, validate, write_json
+    from cadsd.checking.validate_view import print_report
 
     if dataset != "cadsd":
         return _validate_benchmark(dataset, path)
@@ -117,7 +118,8 @@ def build_cmd(
     PATH defaults to the cached real CAD-SD. The folder is validated first (refused when
     invalid, unless --no-validate); images keep their original JPEG/PNG bytes.
     """
-    from cadsd.checking.validate import parse_expect, print_report, validate
+    from cadsd.checking.validate import parse_expect, validate
+    from cadsd.checking.validate_view import print_report
 
     root = _dataset_path(path)
     if not no_validate:
@@ -225,7 +227,8 @@ def download_cmd(
 
     Exits 1 when validation finds problems; the downloaded files are kept (see the report).
     """
-    from cadsd.checking.validate import parse_expect, print_report
+    from cadsd.checking.validate import parse_expect
+    from cadsd.checking.validate_view import print_report
     from cadsd.getting.download import download
     from cadsd.getting.fetch import Policy
 

@@ -237,7 +237,7 @@ def push_cmd(run_dir: Path, repo_id: str, models: bool, dry_run: Path | None, pr
 @cli.command("list")
 def list_cmd() -> None:
     """The methods: built-in ones (what `--methods all` runs), then installed outside ones."""
-    from leaderboard.registry import list_rows
+    from leaderboard.methods.listing import list_rows
 
     rows, notes = list_rows()
     out = Console()
@@ -268,9 +268,10 @@ def list_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def predict_cmd(model_path: str, images: tuple[Path, ...], device: str, as_json: bool) -> None:
     """Score IMAGES (higher = more anomalous) with a saved model."""
+    from leaderboard.hub.sources import model_file
     from leaderboard.running.predict import score_images
 
-    rows = score_images(model_path, list(images), device=device)
+    rows = score_images(model_file(model_path), list(images), device=device)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

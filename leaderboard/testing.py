@@ -78,8 +78,8 @@ def _fail(cls: type, text: str) -> ContractError:
 def check_class(cls: Any) -> type[Detector]:
     """The class itself: a Detector subclass defining ``fit`` and ``predict``, named."""
     from leaderboard.errors import UsageError
-    from leaderboard.outside import check_class as usable
-    from leaderboard.outside import check_name
+    from leaderboard.methods.outside import check_class as usable
+    from leaderboard.methods.outside import check_name
 
     try:
         usable(cls, getattr(cls, "__name__", repr(cls)))

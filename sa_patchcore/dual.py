@@ -234,13 +234,13 @@ class DualPatchCore(SAPatchCore):
         super()._reset_caches()
         self._nns = None
 
-    def embeddings(self, images: torch.Tensor, timings: dict[str, float]) -> list[torch.Tensor]:
+    def embeddings(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The active branches' embeddings ``(B, D, h, w)`` from ONE backbone pass: local with
         PatchCore's hooks, global with SA-PatchCore's."""
-        with self._timed(timings, "backbone"):
+        with self.timed("backbone"):
             feats = self.features(images)
         out = []
-        with self._timed(timings, "aggregate"):
+        with self.timed("aggregate"):
             if 0 in self.active:
                 out.append(PatchCore.combine(
                     self, [PatchCore.aggregate(self, i, f) for i, f in enumerate(feats)]))
@@ -263,23 +263,23 @@ class DualPatchCore(SAPatchCore):
         """Extract every training patch of both branches once; fit the global Gaussian
         (``global_score="gaussian"``); calibrate on held-out folds (when fusing two branches);
         keep the coreset of all training patches of each branch that has a bank."""
-        timings: dict[str, float] = {}
         progress = progress or Progress()
         with torch.inference_mode():
-            chunks, size, grid = self.extract_patches(train, progress, timings)
+            with self.timed("extract"):  # backbone + aggregate, one pass over train
+                chunks, size, grid = self.extract_patches(train, progress)
             means = None
             if self.gaussian:
-                with self._timed(timings, "gaussian"):
+                with self.timed("gaussian"):
                     means = image_means(chunks[self.active.index(1)], grid)
                     self.gaussian_mean_, self.gaussian_whiten_ = (
                         t.to(self.device) for t in gaussian_fit(means))
-            with self._timed(timings, "calibrate"):
+            with self.timed("calibrate"):
                 stats = (self._calibration(chunks, grid, means, progress) if self.calibrated
                          else None)
             with_bank = [(i, c) for i, c in zip(self.active, chunks) if self.banked(i)]
             progress.stage("coreset", len(with_bank))
             full = [self.memory_bank_, self.global_bank_]
-            with self._timed(timings, "coreset"):
+            with self.timed("coreset"):
                 for i, branch in with_bank:
                     full[i] = self.coreset_bank(branch).to(self.device)
                     progress.advance()
@@ -290,11 +290,6 @@ class DualPatchCore(SAPatchCore):
             self.calibration_, self.map_calibration_ = scores.to(self.device), maps.to(self.device)
             self.input_size_ = torch.tensor(size, dtype=torch.long, device=self.device)
             self._reset_caches()
-            self._mark_fitted()
-        timings["extract"] = timings.get("backbone", 0.0) + timings.get("aggregate", 0.0)
-        timings["total"] = (timings["extract"] + timings.get("gaussian", 0.0)
-                            + timings["calibrate"] + timings["coreset"])
-        self.fit_timings = self.last_timings = timings
         return self
 
     def _calibration(self, chunks: Sequence[Sequence[torch.Tensor]], grid: int,
@@ -375,47 +370,44 @@ class DualPatchCore(SAPatchCore):
         return StateSummary(base.buffers, base.parameters,
                             [rows, banks[0].shape[1]] if banks else None)
 
-    def branch_outputs(self, images: torch.Tensor, timings: dict[str, float] | None = None
+    def branch_outputs(self, images: torch.Tensor
                        ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per active branch, the raw image scores ``(B,)`` and maps ``(B, H, W)``: what
         :meth:`predict` fuses. A branch with a bank: the largest patch distance, and the
         upsampled, blurred patch distances. The global branch with ``global_score="gaussian"``:
         the Mahalanobis distance of the image's mean embedding, and the same upsampling and
         blur of each patch's share of it (:func:`gaussian_scores`)."""
-        timings = {} if timings is None else timings
         size = tuple(self.input_size_.tolist())
         images = self.check_images(images, size=size)
-        embs = self.embeddings(images, timings)
+        embs = self.embeddings(images)
         b, _, h, w = embs[0].shape
         scores, maps = [], []
         searchers = iter(self.searchers())
         for branch, emb in zip(self.active, embs):
             if not self.banked(branch):
-                with self._timed(timings, "gaussian"):
+                with self.timed("gaussian"):
                     score, grid = gaussian_scores(to_patches(emb).view(b, h * w, -1),
                                                   self.gaussian_mean_, self.gaussian_whiten_)
             else:
-                with self._timed(timings, "search"):
+                with self.timed("search"):
                     grid, _ = self.patch_scores(to_patches(emb), b, next(searchers))
                     score = grid.amax(1)
             scores.append(score)
-            with self._timed(timings, "map"):
+            with self.timed("map"):
                 maps.append(self._anomaly_map(grid.view(b, h, w), size))
         return scores, maps
 
     def predict(self, images: torch.Tensor) -> Prediction:
         """Fused image scores and maps: ``fusion`` over branches of ``(x - loc_b) / scale_b``
         (held-out training statistics; the raw values when not calibrated)."""
-        timings: dict[str, float] = {}
         with torch.inference_mode():
-            scores, maps = self.branch_outputs(images, timings)
-            with self._timed(timings, "fuse"):
+            scores, maps = self.branch_outputs(images)
+            with self.timed("fuse"):
                 calibrated = self.calibrated
                 score = fuse(scores, self.calibration_[self.active] if calibrated else None,
                              self.fusion)
                 fused_map = fuse(maps, self.map_calibration_[self.active] if calibrated else None,
                                  self.fusion)
-        self.last_timings = timings
         return Prediction(scores=score.cpu(), maps=fused_map.cpu())
 
 

@@ -16,8 +16,7 @@ from harness_methods import PixelStats
 
 from baselines.base import Detector, Train
 from baselines.training import Progress
-from leaderboard import registry
-from leaderboard.registry import METHODS, MethodEntry
+from leaderboard.methods import METHODS, MethodEntry, resolve
 from leaderboard.running import choices, data
 from leaderboard.running.plan import MethodPlan, plan_methods
 from leaderboard.running.runner import RunOptions
@@ -71,7 +70,7 @@ def plans(methods: list[str], registry_: Mapping[str, MethodEntry] | None = None
           params: tuple[str, ...] = (), budget: str = "smoke",
           backbone: str = "mobilenet_v2") -> list[MethodPlan]:
     """Method plans as `bench run` makes them (``--param`` items, budget, named backbone)."""
-    names, reg = registry.resolve(",".join(methods), registry_ or METHODS)
+    names, reg = resolve(",".join(methods), registry_ or METHODS)
     made = plan_methods(names, reg, params, budget)
     return choices.resolve_backbones(backbone, "imagenet", made, echo=lambda line: None)
 

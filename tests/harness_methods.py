@@ -13,7 +13,6 @@ epoch loop, progress, budget and seed plumbing without waiting for CS-Flow.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -54,7 +53,6 @@ class PixelStats(Detector):
 
     def fit(self, train: Train, progress: Progress | None = None) -> PixelStats:
         """Accumulate per-cell mean and standard deviation (float64, two moments)."""
-        start = time.perf_counter()
         progress = progress or Progress()
         train = TrainingSet.of(train)
         progress.stage("statistics", train.num_batches)
@@ -73,19 +71,13 @@ class PixelStats(Detector):
         var = (square / n - mean**2).clamp_min(0)
         self.mean_.copy_(mean.float())
         self.std_.copy_(var.sqrt().float() + 1e-3)
-        self._mark_fitted()
-        self.fit_timings = {"total": time.perf_counter() - start}
         return self
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
         """Map = norm of the per-channel z-scores, bilinearly upsampled; score = its maximum."""
-        self.check_fitted()
-        start = time.perf_counter()
         images = self.check_images(images)
-        pred = _z_map((self._cells(images).float() - self.mean_) / self.std_, images.shape[-2:])
-        self.last_timings = {"predict": time.perf_counter() - start}
-        return pred
+        return _z_map((self._cells(images).float() - self.mean_) / self.std_, images.shape[-2:])
 
 
 class ToyTrained(Detector):
@@ -127,7 +119,6 @@ class ToyTrained(Detector):
         """``epochs`` passes over seeded shuffled batches; one log entry per epoch."""
         progress = progress or Progress()
         train = TrainingSet.of(train)
-        start = time.perf_counter()
         per_epoch = math.ceil(len(train) / self.batch_size)
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)
         self.training_log = []
@@ -144,8 +135,6 @@ class ToyTrained(Detector):
             entry = {"epoch": epoch + 1, "loss": sum(losses) / len(losses)}
             self.training_log.append(entry)
             progress.log(epoch=epoch + 1, epochs=self.epochs, loss=entry["loss"])
-        self._mark_fitted()
-        self.fit_timings = {"train": time.perf_counter() - start}
         return self
 
     def training_verdict(self) -> str | None:
@@ -156,7 +145,6 @@ class ToyTrained(Detector):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> Prediction:
-        self.check_fitted()
         images = self.check_images(images)
         z = (F.adaptive_avg_pool2d(images, self.grid) - self.mu) * torch.exp(-self.log_sigma)
         return _z_map(z, images.shape[-2:])

@@ -161,16 +161,6 @@ def get_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def embedded_weights_path() -> Path:
-    """Path of the embedded MobileNetV2 ImageNet weights (package data)."""
-    return REGISTRY["mobilenet_v2"].source.cache_path()
-
-
-def torchvision_cache_path(url: str) -> Path:
-    """Where torch.hub caches the checkpoint at ``url``."""
-    return WeightSource("url", url).cache_path()
-
-
 def imagenet_available(name: str) -> bool:
     """True when ``name``'s ImageNet weights load without a download (embedded or cached)."""
     return get_spec(name).source.available()

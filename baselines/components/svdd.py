@@ -176,11 +176,6 @@ def dense_embeddings(enc: EncoderHier, images: torch.Tensor) -> tuple[torch.Tens
     return e64, e32.permute(0, 2, 3, 1)
 
 
-def patch_grid(size: int, k: int, stride: int) -> int:
-    """Patches per side (official ``cnn_output_size``)."""
-    return 1 + (size - k) // stride
-
-
 def _spread(scores: torch.Tensor, k: int, stride: int, size: int) -> torch.Tensor:
     """Sum of the ``(B, I, J)`` scores over the k x k squares they cover (a transposed conv with
     a ones kernel, as two 1-D passes: the kernel is separable), padded to ``size``."""

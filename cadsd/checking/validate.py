@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cadsd.checking.imagecheck import inspect_files, mode_findings
-from cadsd.checking.validate_view import print_report
 from cadsd.errors import CadsdError
 from cadsd.format.layout import (
     BY_FOLDER,
@@ -35,7 +34,7 @@ from cadsd.format.layout import (
 )
 
 SCHEMA_VERSION = 1
-__all__ = ["ImageSummary", "Problem", "ValidationReport", "print_report", "validate", "write_json"]
+__all__ = ["ImageSummary", "Problem", "ValidationReport", "validate", "write_json"]
 _FOLDER_OF = {c.name: c.folder for c in BY_FOLDER.values()}
 
 

@@ -1,4 +1,5 @@
-"""One rule for image modes, shared by ``cadsd validate`` and every loader (``bench run``).
+"""One rule for image modes and one for masks, shared by ``cadsd validate``, the dataset
+adapters and every loader (``bench run``).
 
 8-bit modes PIL converts to RGB without losing meaning (L, P, RGBA, CMYK, ...) are converted.
 16-bit greyscale (``I;16`` and its byte orders, as a 16-bit PNG or TIFF opens) is scaled to 8 bits
@@ -54,3 +55,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
         raise ValueError(problem)
     img = to_8bit(img)
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+#: One rule for every mask (a single file or a union): a pixel is defective above mid-grey.
+#: Exact on the published 0/255 masks (and LOCO's per-type values 250-255), robust to the
+#: grey seams a lossy or resampled mask picks up.
+MASK_THRESHOLD = 127
+
+
+def binary_mask(img: Image.Image) -> object:
+    """A mask image (PIL) as a bool array by :data:`MASK_THRESHOLD` (grey level, 8 bits)."""
+    import numpy as np
+
+    return np.asarray(to_8bit(img).convert("L")) > MASK_THRESHOLD

@@ -17,24 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cadsd.errors import LayoutError
+from cadsd.format.images import MASK_THRESHOLD, binary_mask  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import datasets
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-#: One rule for every mask (a single file or a union): a pixel is defective above mid-grey.
-#: Exact on the published 0/255 masks (and LOCO's per-type values 250-255), robust to the
-#: grey seams a lossy or resampled mask picks up.
-MASK_THRESHOLD = 127
-
-
-def binary_mask(img: object) -> object:
-    """A mask image (PIL) as a bool array by :data:`MASK_THRESHOLD` (grey level, 8 bits)."""
-    import numpy as np
-
-    from cadsd.format.images import to_8bit
-
-    return np.asarray(to_8bit(img).convert("L")) > MASK_THRESHOLD
 
 
 @dataclass(frozen=True)

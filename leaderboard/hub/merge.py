@@ -20,8 +20,9 @@ from leaderboard.hub.sources import Source
 from leaderboard.records import BadRecord, Record
 from leaderboard.reporting.plots import PLOTS_DIR, write_plots
 from leaderboard.reporting.public import public_text
+from leaderboard.reporting.report import render_markdown
 from leaderboard.reporting.results_csv import results_frame
-from leaderboard.reporting.tables import render_markdown, unusable_section
+from leaderboard.reporting.sections import unusable_section
 
 
 def data_label(records: Sequence[Record]) -> str:

@@ -27,8 +27,8 @@ from leaderboard.hub import cards
 from leaderboard.records import RECORDS_DIR, Record, parse_record, scan_records
 from leaderboard.reporting.plots import PLOT_FILES, PLOTS_DIR
 from leaderboard.reporting.public import public_json, public_text
+from leaderboard.reporting.report import render_markdown
 from leaderboard.reporting.results_csv import results_frame
-from leaderboard.reporting.tables import render_markdown
 
 MANIFEST = "cadsd-bench-push.json"
 MANIFEST_FORMAT = "cadsd-bench/push"

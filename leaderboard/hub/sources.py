@@ -101,3 +101,23 @@ def read_sources(specs: list[str], token: str | None = None) -> list[Source]:
     for source, label in zip(local, _local_labels([s.folder for s in local])):
         source.label = label
     return sources
+
+
+def model_file(model: str | Path, token: str | None = None) -> Path:
+    """A local model file: ``model`` itself, or ``hf:ORG/NAME[@REVISION]``'s
+    ``model.safetensors`` downloaded into the Hub cache."""
+    if not str(model).startswith(HF_PREFIX):
+        return Path(model)
+    from huggingface_hub import hf_hub_download
+
+    from cadsd.publishing.push import client_errors, describe_error, resolve_token, scrub
+    from leaderboard.hub.push import MODEL_FILE, split_hf
+
+    repo_id, revision = split_hf(str(model), "--model")
+    token = resolve_token(token)
+    try:
+        return Path(hf_hub_download(repo_id, MODEL_FILE, revision=revision, token=token or None))
+    except client_errors() as err:
+        raise BenchError(f"cannot download {model} ({scrub(describe_error(err), token)}): "
+                         "check the model repo id (pushed with `bench push --models`), your "
+                         "network, and a token for a private repo") from None

@@ -94,7 +94,7 @@ FORCE_FIX = ("`bench run --force` moves it aside (kept, renamed) and recomputes 
 def check_scores(record: Record, where: str = "record") -> None:
     """Refuse a finished record whose per-image scores do not give its stored metrics (an
     edited or truncated file): the overall AUROC and each anomaly type's, recomputed."""
-    from leaderboard.running.metrics import auroc
+    from sklearn.metrics import roc_auc_score
 
     m = record.metrics.image_auroc if record.ok and record.metrics else None
     if m is None:
@@ -112,7 +112,7 @@ def check_scores(record: Record, where: str = "record") -> None:
         sel = [i for i, s in enumerate(record.scores) if s.label == 0 or s.category == cat]
         checks[cat] = ([labels[i] for i in sel], [scores[i] for i in sel], entry.auroc)
     for what, (y, s, stored) in checks.items():
-        found = auroc(y, s) if 0 < sum(y) < len(y) else float("nan")
+        found = float(roc_auc_score(y, s)) if 0 < sum(y) < len(y) else float("nan")
         if not abs(found - stored) <= 1e-9:
             raise BadRecord(where, f"has per-image scores that give {what} AUROC {found:.6f}, "
                                    f"but its metrics say {stored:.6f}: the file was edited or "

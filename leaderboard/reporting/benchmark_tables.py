@@ -34,9 +34,9 @@ from leaderboard.reporting.cells import (
     seeds_text,
     whole,
 )
+from leaderboard.reporting.sections import failures
 from leaderboard.reporting.studies import training_table
-from leaderboard.reporting.tables import failures
-from leaderboard.running.metrics import aggregate
+from leaderboard.scoring.seeds import aggregate
 
 
 def is_benchmark(records: Sequence[Record]) -> bool:

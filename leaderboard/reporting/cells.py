@@ -12,7 +12,7 @@ import numpy as np
 
 from cadsd.format.layout import CATEGORY_NAMES
 from leaderboard.records.schema import AUROC, Average, ImageAUROC, Record
-from leaderboard.running.metrics import aggregate
+from leaderboard.scoring.seeds import aggregate
 
 #: picks one entry of a record's image AUROC (``whole``, ``per_type("paint")``, ...)
 Pick = Callable[[ImageAUROC], AUROC | Average | None]

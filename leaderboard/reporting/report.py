@@ -1,14 +1,20 @@
-"""Everything `bench run` and `bench leaderboard RUN_DIR` write from a run's records."""
+"""Everything `bench run` and `bench leaderboard RUN_DIR` write from a run's records: the
+markdown leaderboard (:func:`render_markdown` picks the layout: a benchmark's categories or a
+single dataset's Tables 2-4), ``results.csv`` and the plots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from cadsd.files import atomic_write_text
 from leaderboard.records import BadRecord, Record, scan_records
+from leaderboard.reporting.benchmark_tables import is_benchmark, render_benchmark
 from leaderboard.reporting.plots import PLOT_FILES, PLOTS_DIR, write_plots
+from leaderboard.reporting.public import public_text
 from leaderboard.reporting.results_csv import render_csv
-from leaderboard.reporting.tables import render_markdown
+from leaderboard.reporting.sections import unusable_section
+from leaderboard.reporting.tables import render_cadsd
 
 LEADERBOARD = "leaderboard.md"
 RESULTS_CSV = "results.csv"
@@ -33,3 +39,18 @@ def write_outputs(run_dir: Path, plots: bool = True,
     }
     out.update({f: run_dir / f for f in figures})
     return out
+
+
+def render_markdown(records: Sequence[Record], plots: Sequence[str] = (),
+                    unusable: Sequence[BadRecord] = ()) -> str:
+    """The whole ``leaderboard.md`` (``unusable``: record files left out, named at the end).
+    A leaderboard is a document that travels: absolute local paths (the dataset folder, a
+    weights file, an error's file) show their last component only (:mod:`.public`)."""
+    if not records:
+        text = "# CAD-SD leaderboard\n\nNo results yet.\n" + "\n".join(
+            ["", *unusable_section(unusable)] if unusable else [])
+    elif is_benchmark(records):
+        text = render_benchmark(records, plots) + "\n".join(unusable_section(unusable))
+    else:
+        text = render_cadsd(records, plots, unusable)
+    return public_text(text)

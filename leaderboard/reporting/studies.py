@@ -22,7 +22,7 @@ from leaderboard.reporting.cells import (
     seed_cell,
     whole,
 )
-from leaderboard.running.metrics import aggregate
+from leaderboard.scoring.seeds import aggregate
 
 ATTENTIONS = {"sa_patchcore.model:SAPatchCore": "per-channel attention (official code)",
               "sa_patchcore.model:SAPatchCoreEq4": "eq. 4 attention"}

@@ -7,7 +7,6 @@ the mean/std of records over seeds), so `bench leaderboard RUN_DIR` rebuilds the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +45,7 @@ from leaderboard.reporting.cells import (
     seeds_text,
     whole,
 )
-from leaderboard.reporting.public import public_text
+from leaderboard.reporting.sections import failures, unusable_section
 from leaderboard.reporting.studies import (
     ablation_tables,
     dual_table,
@@ -222,14 +221,6 @@ def mixed_hardware(records: Sequence[Record]) -> list[str]:
              "timed on the same one only."), ""]
 
 
-def failures(records: Sequence[Record]) -> list[str]:
-    """Failed cells and their errors."""
-    bad = [r for r in records if not r.ok]
-    if not bad:
-        return []
-    return ["## Failed cells", "", *(f"- `{r.cell.id}`: {r.error}" for r in bad), ""]
-
-
 def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[str]:
     """How to read the numbers."""
     resamples = distinct([r for r in records if r.ok],
@@ -278,34 +269,10 @@ def search_lines(records: Sequence[Record]) -> list[str]:
     return [f"- Nearest-neighbour search of **{m}**: {'; '.join(t)}." for m, t in found.items()]
 
 
-def unusable_section(unusable: Sequence[BadRecord]) -> list[str]:
-    """The record files left out of every table, each with why."""
-    if not unusable:
-        return []
-    return ["## Records left out", "",
-            (f"{len(unusable)} file(s) in `records/` could not be used, so their cells are "
-             "missing from every table above. `bench run --force` with the run's command moves "
-             "them aside (kept, renamed) and recomputes those cells."), "",
-            *(f"- `{Path(b.where).name}` {b.reason}" for b in unusable), ""]
-
-
-def render_markdown(records: Sequence[Record], plots: Sequence[str] = (),
-                    unusable: Sequence[BadRecord] = ()) -> str:
-    """The whole ``leaderboard.md`` (``unusable``: record files left out, named at the end).
-    A leaderboard is a document that travels: absolute local paths (the dataset folder, a
-    weights file, an error's file) show their last component only (:mod:`.public`)."""
-    return public_text(_markdown(records, plots, unusable))
-
-
-def _markdown(records: Sequence[Record], plots: Sequence[str],
-              unusable: Sequence[BadRecord]) -> str:
-    if not records:
-        return "# CAD-SD leaderboard\n\nNo results yet.\n" + "\n".join(
-            ["", *unusable_section(unusable)] if unusable else [])
-    from leaderboard.reporting.benchmark_tables import is_benchmark, render_benchmark
-
-    if is_benchmark(records):
-        return render_benchmark(records, plots) + "\n".join(unusable_section(unusable))
+def render_cadsd(records: Sequence[Record], plots: Sequence[str] = (),
+                 unusable: Sequence[BadRecord] = ()) -> str:
+    """The leaderboard of a single-dataset run (CAD-SD or a folder of its layout): the paper's
+    Tables 2-4 and the studies, failed cells, the record files left out, notes."""
     ok = [r for r in records if r.ok] or list(records)
     real = is_real(records)
     groups = by_method(records)

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from baselines.device import resolve_device
-from leaderboard import registry
 from leaderboard.errors import BenchError, UsageError
+from leaderboard.methods import METHODS, MethodEntry, resolve
+from leaderboard.methods import suite as suite_methods
 from leaderboard.records import RECORDS_DIR, Record, set_aside_bad_records
 from leaderboard.reporting.report import write_outputs
 from leaderboard.running import choices, data, environment, lock, plan
 from leaderboard.running.progress import Reporter
-from leaderboard.running.runner import RunOptions, run
+from leaderboard.running.runner import RunOptions, check_ray, ray_session, run
 
 
 @dataclass
@@ -56,7 +57,7 @@ def bench_run(
     echo: Callable[[str], None] = print,
     reporter: Callable[[], Reporter] = Reporter,
     decode_progress: Callable[[str, int], Callable[[], None]] | None = None,
-    registry_: Mapping[str, registry.MethodEntry] | None = None,
+    registry_: Mapping[str, MethodEntry] | None = None,
     probe: Callable[[], bool] = choices.online,
     executor: str = "local",
     ray_address: str | None = None,
@@ -73,22 +74,20 @@ def bench_run(
     total)`` returns a per-image tick for decoding.
     """
     t0 = time.perf_counter()
-    reg = registry_ if registry_ is not None else registry.METHODS
+    reg = registry_ if registry_ is not None else METHODS
     if suite is not None and methods != "all":
         raise UsageError(f"--suite {suite} chooses the methods itself: drop --methods {methods}")
     if suite is not None:
-        names = registry.suite(suite, reg)
+        names = suite_methods(suite, reg)
     else:  # import paths and entry points join this run's registry
-        names, reg = registry.resolve(methods, reg)
+        names, reg = resolve(methods, reg)
     seed_list = choices.parse_seeds(seeds)
     shot_list = choices.parse_shots(shots)
     dev = str(resolve_device(device))  # a DeviceError exits 1 naming the fix
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor {executor!r}: choose local or ray")
     if executor == "ray":
-        from leaderboard.running.ray_executor import check_available
-
-        check_available()
+        check_ray()
     chosen_budget = plan.resolve_budget(budget, dev)
     plans = plan.plan_methods(names, reg, params, chosen_budget)
     datasets = data.resolve_all(dataset, echo)
@@ -109,10 +108,9 @@ def bench_run(
                       datasets=[d.name for d in datasets], executor=executor,
                       ray_address=ray_address, **options)
     if executor == "ray":  # one Ray session for every category of a benchmark
-        from leaderboard.outside import ray_pythonpath
-        from leaderboard.running.ray_executor import session
+        from leaderboard.methods.outside import ray_pythonpath
 
-        executing: contextlib.AbstractContextManager = session(
+        executing: contextlib.AbstractContextManager = ray_session(
             ray_address, ray_pythonpath([p.entry for p in plans]))
     else:
         executing = contextlib.nullcontext()

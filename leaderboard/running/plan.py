@@ -19,8 +19,9 @@ from baselines.errors import DetectorError
 from baselines.preprocess import InputSpec
 from baselines.settings import RUN_SETTINGS, SettingError, check_settings, describe
 from leaderboard.errors import UsageError
+from leaderboard.methods import MethodEntry, load_class
+from leaderboard.methods.select import describe as describe_method
 from leaderboard.records.schema import MethodInfo
-from leaderboard.registry import MethodEntry, load_class
 
 BUDGETS = ("auto", "paper", "quick", "smoke")
 #: what each budget is for, said when it is used
@@ -218,8 +219,9 @@ def _flops(x: float) -> str:
 
 def describe_plan(plan: MethodPlan) -> MethodInfo:
     """The ``method`` block of a record, before the detector is built."""
+    description, paper = describe_method(plan.entry, plan.klass)
     return MethodInfo(name=plan.name, target=plan.entry.target,
-                      description=plan.entry.description, paper=plan.entry.paper,
+                      description=description, paper=paper,
                       variant_of=plan.entry.variant_of, budget=plan.budget,
                       budget_overrides=dict(plan.budget_overrides),
                       preset=dict(plan.entry.preset), overrides=dict(plan.overrides),

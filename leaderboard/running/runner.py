@@ -1,56 +1,40 @@
-"""Run the benchmark's cells: fit on train, score the test set, measure, write one record each.
+"""The loop over a run's cells and the executors that compute them.
 
-Each (dataset, method, seed) cell builds the detector of its :class:`~leaderboard.running.plan.MethodPlan`
-with the cell's seed (and seeds torch, numpy and random), fits it on the training images
-decoded as the method asks (a re-iterable :class:`~baselines.training.TrainingSet`, never the
-test set), measures it with the fixed protocol of :mod:`leaderboard.running.timing`, computes
-:mod:`leaderboard.running.metrics` and writes its record atomically. A cell that raises is recorded as
-failed with its error and the run goes on.
+:func:`run` plans the cells of one dataset (every method x K x seed, as :class:`CellSpec`),
+skips the finished ones (:mod:`.resume`) and hands the rest to an executor: ``local`` computes
+them one after the other in this process; ``ray`` makes each a Ray task (on a laptop or a
+cluster) running the very same :func:`~leaderboard.running.cell.compute_cell`. Either way this
+process writes every record and file into the run folder (record last), so resume, ``--force``,
+failed-cell records and the leaderboard do not depend on the executor. ``on_cell`` is called
+after each record is written (the leaderboard is rewritten there).
+
+Ray: each task asks for one GPU when the device is CUDA, else for the CPUs a cell uses (torch's
+thread count here); the decoded dataset goes into Ray's object store once per run (per
+benchmark category). A task writes nothing: a worker that dies mid-cell leaves no partial
+record, and a rerun computes the cell again. ``--ray-address`` joins an existing cluster
+(``ray start --head``, KubeRay, Slurm); without it a local Ray instance is started for the run
+and stopped after it.
 """
 
 from __future__ import annotations
 
-import gc
-import io
-import math
-import tempfile
-import time
-import traceback
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-
-from baselines.training import TrainingSet, seed_everything
-from cadsd.files import atomic_write_bytes
 from leaderboard.errors import BenchError
-from leaderboard.records import (
-    MAPS_DIR,
-    MODELS_DIR,
-    RECORDS_DIR,
-    cell_id,
-    read_record,
-    write_record,
-)
-from leaderboard.records.schema import (
-    Artifacts,
-    BackboneInfo,
-    Buffer,
-    Cell,
-    Metrics,
-    ModelInfo,
-    Record,
-    Score,
-    Timing,
-    Training,
-)
-from leaderboard.running import environment, metrics, pro
-from leaderboard.running.data import BenchData, View
-from leaderboard.running.plan import MethodPlan, describe_plan
+from leaderboard.records import Record
+from leaderboard.running.cell import CellOptions, CellResult, CellSpec, compute_cell, write_cell
+from leaderboard.running.data import BenchData
+from leaderboard.running.plan import MethodPlan
 from leaderboard.running.progress import Reporter
-from leaderboard.running.timing import PROTOCOL, WARMUP, Measured, measure
+from leaderboard.running.resume import finished_cells
+from leaderboard.running.timing import WARMUP, TimingProtocol
+
+INSTALL_RAY = "pip install 'cadsd-bench[ray]'"
 
 
 @dataclass
@@ -78,265 +62,125 @@ class RunOptions:
     def methods(self) -> list[str]:
         return [p.name for p in self.plans]
 
-    def protocol(self) -> str:
-        return PROTOCOL.format(**self.__dict__)
+    @property
+    def cell_options(self) -> CellOptions:
+        """What every cell of the run is computed with."""
+        protocol = TimingProtocol(warmup=self.warmup, throughput_batch=self.throughput_batch,
+                                  gallery_per_category=self.gallery_per_category)
+        return CellOptions(device=self.device, protocol=protocol, resamples=self.resamples,
+                           save_models=self.save_models)
+
+    def cells(self, dataset: str) -> list[CellSpec]:
+        """Every cell of ``dataset``: method (in run order) x K x seed."""
+        return [CellSpec(dataset, p, seed, k, order) for order, p in enumerate(self.plans)
+                for k in self.shots for seed in self.seeds]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _same_setup(record: Record, data: BenchData,
-                backbones: dict[str, tuple[str | None, str | None]], datasets: list[str]) -> bool:
-    """Same data, and the same backbone for the same method: the records of one run folder
-    must agree on these (one dataset, or one benchmark's categories; one backbone per
-    method)."""
-    name = record.dataset.name
-    if name == data.name:
-        if record.dataset.fingerprint != data.fingerprint:
-            return False
-    elif name not in datasets:
-        return False
-    if record.method.name not in backbones:
-        return True
-    return (record.backbone.name, record.backbone.weights) == backbones[record.method.name]
-
-
-def few_shot_subset(n: int, k: int | None, seed: int) -> np.ndarray:
-    """The training images of a ``k``-shot cell: a seeded choice of ``k`` of the ``n`` (sorted
-    file order), kept in file order; all of them when ``k`` is None."""
-    if k is None:
-        return np.arange(n)
-    if not 1 <= k <= n:
-        raise BenchError(f"--shots {k}: the training split has {n} images")
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-
-
-def plan(data: BenchData, opts: RunOptions
-         ) -> list[tuple[MethodPlan, int, int | None, str, Record | None]]:
-    """Cells as ``(plan, seed, shots, cell id, its finished record or None)``; refuses a folder
-    of other results.
-
-    A run folder holds one dataset and one backbone per method, so its tables never mix them:
-    a finished record of other data, or of one of this run's methods on another backbone, is an
-    error (naming ``--out``, and ``--force`` when it is one of this run's cells, which
-    ``--force`` replaces), and so is one of this run's cells computed with another budget or
-    other method settings. Otherwise a finished cell is kept unless ``force``; a failed one is
-    retried.
-    """
-    cells = [(p, seed, k, cell_id(data.name, p.name, seed, k))
-             for p in opts.plans for k in opts.shots for seed in opts.seeds]
-    mine = {cid: p for p, _, _, cid in cells}
-    backbones = {p.name: (p.backbone, p.weights) for p in opts.plans}
-    done: dict[str, Record] = {}
-    folder = Path(opts.out) / RECORDS_DIR
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        record = read_record(path)
-        if not record.ok:
-            continue
-        cid = record.cell.id
-        if cid in mine and opts.force:
-            continue
-        if not _same_setup(record, data, backbones, opts.datasets):
-            hint = " or --force to replace it" if cid in mine else ""
-            raise BenchError(
-                f"{opts.out} holds results of other data or another backbone ({path.name}: "
-                f"dataset {record.dataset.name} {record.dataset.fingerprint[:12]}, "
-                f"backbone {record.backbone.name}); pass a new --out{hint}"
-            )
-        if cid in mine:
-            planned = describe_plan(mine[cid])
-            if record.method.source_sha256 != planned.source_sha256:
-                raise BenchError(
-                    f"{path} was computed with another version of {record.method.name}'s code "
-                    f"({record.method.source_file} sha256 {str(record.method.source_sha256)[:12]}, "
-                    f"now {str(planned.source_sha256)[:12]}); pass --force to recompute it with "
-                    "this code, or a new --out"
-                )
-            if record.method.settings_key() != planned.settings_key():
-                raise BenchError(
-                    f"{path} was computed with another budget or other method settings "
-                    f"(budget {record.method.budget}, {record.method.overrides}); pass --force "
-                    "to recompute it with these, or a new --out"
-                )
-            done[cid] = record
-    return [(p, s, k, cid, done.get(cid)) for p, s, k, cid in cells]
-
-
-def _largest(summary: dict[str, list[int]]) -> Buffer | None:
-    """Name and shape of the largest learned buffer (PaDiM's covariance factors, a bank...)."""
-    if not summary:
-        return None
-    name = max(summary, key=lambda k: math.prod(summary[k]))
-    return Buffer(name=name, shape=list(summary[name]))
-
-
-@dataclass
-class CellResult:
-    """A computed cell: its record and the files to write beside it (relative path -> bytes).
-    Nothing is written while a cell computes, so a cell that dies leaves nothing behind; the
-    record is written last (its presence means the cell is complete)."""
-
-    record: Record
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-def write_cell(out: Path, result: CellResult) -> Record:
-    """Write a computed cell's files, then its record, each atomically; returns the record."""
-    for rel, data in result.files.items():
-        atomic_write_bytes(Path(out) / rel, data)
-    write_record(Path(out), result.record)
-    return result.record
-
-
-def _maps_file(cid: str, view: View, out: Measured) -> tuple[str, bytes]:
-    """The gallery's inputs and maps (float16) for plots: relative path and npz bytes."""
-    idx = out.gallery
-    test = view.test
-    keep_all = test.masks is not None
-    maps = out.maps[idx] if keep_all else out.maps
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        images=test.images[idx].numpy(),
-        maps=maps.astype(np.float16),
-        masks=(test.masks[idx].numpy() if keep_all else np.zeros(0, bool)),
-        file_names=np.array([test.file_names[i] for i in idx]),
-        categories=np.array([test.categories[i] for i in idx]),
-    )
-    return f"{MAPS_DIR}/{cid}.npz", buf.getvalue()
-
-
-def run_cell(
-    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter,
-    shots: int | None = None,
-) -> Record:
-    """Compute one cell and write it into ``opts.out``; returns its record."""
-    return write_cell(opts.out, compute_cell(data, mplan, seed, order, opts, ui, shots))
-
-
-def compute_cell(
-    data: BenchData, mplan: MethodPlan, seed: int, order: int, opts: RunOptions, ui: Reporter,
-    shots: int | None = None,
-) -> CellResult:
-    """Fit, measure and score one cell (status ``failed`` on any error), writing nothing.
-    ``shots``: fit on that many training images (a seeded subset), not all of them."""
-    method = mplan.name
-    cid = cell_id(data.name, method, seed, shots)
-    view = data.view(mplan.input)
-    subset = few_shot_subset(len(view.train), shots, seed)
-    record = Record(
-        cell=Cell(id=cid, dataset=data.name, method=method, seed=seed, order=order, shots=shots,
-                  train_files=(None if shots is None else
-                               [view.train.file_names[i] for i in subset])),
-        method=describe_plan(mplan),
-        dataset=data.describe(mplan.input),
-        environment=environment.describe(opts.device),
-        backbone=BackboneInfo(name=mplan.backbone, weights=mplan.weights),
-        input=mplan.input,
-    )
-    record.environment.started_at = _now()
-    stage = "build"
-    files: dict[str, bytes] = {}
-    gc.collect()  # the previous cell's model must not count towards this cell's peak memory
-    if opts.device.startswith("cuda"):
-        torch.cuda.empty_cache()
-    try:
-        seed_everything(seed)
-        with environment.Monitor(opts.device) as monitor:
-            model = mplan.build(opts.device, seed)
-            record.method.params = model.get_params()
-            stage = "fit"
-            images = view.train.images if shots is None else view.train.images[subset]
-            train = TrainingSet(images, batch_size=model.fit_batch_size, seed=seed,
-                                device=opts.device)
-            environment.synchronize(opts.device)
-            start = time.perf_counter()
-            model.fit(train, progress=ui)
-            environment.synchronize(opts.device)
-            fit_s = time.perf_counter() - start
-            fit_stages = dict(model.fit_timings)
-            stage = "predict"
-            out = measure(model, view, opts, ui)
-        stage = "metrics"
-        info = model.backbone_info()
-        if info is not None:
-            record.backbone = BackboneInfo(name=info.name, weights=info.weights,
-                                           weights_sha256=info.sha256)
-        record.timing = Timing(protocol=opts.protocol(), fit_s=fit_s,
-                               latency_ms=out.latency_ms, throughput=out.throughput,
-                               fit_batch_size=model.fit_batch_size, fit_stages_s=fit_stages,
-                               warmup_images=out.warmup_images,
-                               predict_stages_ms=out.predict_stages_ms)
-        record.memory = monitor.summary()
-        summary = model.state_summary()
-        record.model = ModelInfo(state_summary=summary.buffers, memory_bank=summary.memory_bank,
-                                 trained_parameters=summary.parameters,
-                                 fit_notes=dict(model.fit_notes),
-                                 largest_buffer=_largest(summary.buffers))
-        if mplan.budget is not None or model.training_log:
-            record.training = Training(log=list(model.training_log),
-                                       verdict=model.training_verdict())
-        test = view.test
-        masks = test.masks.numpy() if test.masks is not None else None
-        record.metrics = Metrics(
-            image_auroc=metrics.image_metrics(out.scores, test.labels, test.categories,
-                                              test.groups, resamples=opts.resamples),
-            pixel_auroc=(metrics.pixel_auroc(out.maps, masks, test.labels, test.categories)
-                         if masks is not None else None),
-            au_pro=pro.au_pro(out.maps, masks) if masks is not None and masks.any() else None,
-            au_pro_fpr_limit=pro.FPR_LIMIT,
-        )
-        record.scores = [
-            Score(file_name=f, category=c, group=g, label=int(y), score=float(s))
-            for f, c, g, y, s in zip(test.file_names, test.categories, test.groups,
-                                     test.labels, out.scores)
-        ]
-        stage = "save"
-        rel, maps = _maps_file(cid, view, out)
-        files[rel] = maps
-        record.artifacts = Artifacts(maps=rel)
-        if opts.save_models:
-            rel = f"{MODELS_DIR}/{cid}.safetensors"
-            with tempfile.TemporaryDirectory() as tmp:
-                files[rel] = model.save(Path(tmp) / "model.safetensors").read_bytes()
-            record.model.saved = rel
-        record.status = "ok"
-    except Exception as err:  # noqa: BLE001 - a failing method is recorded; the run goes on
-        record.error = f"{type(err).__name__} during {stage}: {err}"
-        record.traceback = traceback.format_exc()
-        files = {}
-    record.environment.finished_at = _now()
-    return CellResult(record, files)
-
-
-def run(data: BenchData, opts: RunOptions, ui: Reporter) -> list[Record]:
-    """Run every cell of ``opts`` on ``data`` (skipping finished ones); returns all records.
-    ``opts.executor`` ``ray`` runs the cells as Ray tasks (:mod:`leaderboard.running.ray_executor`)."""
-    cells = plan(data, opts)
+def run(data: BenchData, opts: RunOptions, ui: Reporter,
+        on_cell: Callable[[Record], None] = lambda record: None) -> list[Record]:
+    """Run every cell of ``opts`` on ``data`` (skipping finished ones); returns all records."""
+    specs = opts.cells(data.name)
+    done = finished_cells(data, specs, opts.out, opts.force, opts.datasets)
     opts.out.mkdir(parents=True, exist_ok=True)
-    ui.run_start(len(cells))
-    order = {m: i for i, m in enumerate(opts.methods)}
-    todo = [(p, seed, order[p.name], shots, cid)
-            for p, seed, shots, cid, finished in cells if finished is None]
-    records: dict[str, Record] = {}
-    for _, _, _, cid, finished in cells:
-        if finished is not None:
-            records[cid] = finished
-            ui.cell_done(cid, "skipped (finished earlier)")
-    if opts.executor == "ray":
-        from leaderboard.running.ray_executor import run_cells
-
-        for record in run_cells(data, todo, opts, ui):
-            records[record.cell.id] = record
-    else:
-        for mplan, seed, order_, shots, cid in todo:
-            ui.cell_start(cid)
-            record = run_cell(data, mplan, seed, order_, opts, ui, shots)
-            records[cid] = record
-            ui.cell_done(cid, status_line(record))
-    return [records[cid] for *_, cid, _ in cells if cid in records]
+    ui.run_start(len(specs))
+    records = dict(done)
+    for cid in done:
+        ui.cell_done(cid, "skipped (finished earlier)")
+    todo = [s for s in specs if s.id not in done]
+    execute = run_ray if opts.executor == "ray" else run_local
+    for record in execute(data, todo, opts, ui):
+        records[record.cell.id] = record
+        on_cell(record)
+    return [records[s.id] for s in specs if s.id in records]
 
 
 def status_line(record: Record) -> str:
     return record.status if record.ok else str(record.error)
+
+
+def run_local(data: BenchData, todo: list[CellSpec], opts: RunOptions,
+              ui: Reporter) -> Iterator[Record]:
+    """The local executor: each cell in this process, one after the other."""
+    for spec in todo:
+        ui.cell_start(spec.id)
+        record = write_cell(opts.out, compute_cell(data, spec, opts.cell_options, ui))
+        ui.cell_done(spec.id, status_line(record))
+        yield record
+
+
+# -- Ray --------------------------------------------------------------------------------------
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError(f"--executor ray needs Ray, which is not installed: {INSTALL_RAY}"
+                         ) from None
+    return ray
+
+
+def check_ray() -> None:
+    """Fail before the run folder is made when Ray is missing."""
+    _ray()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, pythonpath: list[str] | tuple[str, ...] = ()
+                ) -> Iterator[None]:
+    """Ray for the duration of the block: joined at ``address`` (``--ray-address``) or started
+    locally, and shut down at the end if this block started it. Nested sessions share one.
+
+    ``pythonpath``: folders a local instance's workers need to import outside methods given by
+    import path (on a cluster, install their package on the workers instead)."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        extra: dict[str, Any] = {}
+        if pythonpath and address is None:
+            path = [*pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            extra["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+                dict.fromkeys(path))}}
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, **extra)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_task(data: BenchData, spec: CellSpec, options: CellOptions, threads: int
+              ) -> CellResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    return compute_cell(data, spec, options, Reporter())
+
+
+def run_ray(data: BenchData, todo: list[CellSpec], opts: RunOptions,
+            ui: Reporter) -> Iterator[Record]:
+    """The Ray executor: every cell a task; yields each record as this process writes it. A
+    lost task (its worker died) is reported and yields nothing."""
+    import torch
+
+    ray = _ray()
+    with ray_session(opts.ray_address):
+        threads = torch.get_num_threads()
+        need = ({"num_gpus": 1, "num_cpus": 1} if opts.device.startswith("cuda")
+                else {"num_cpus": threads})
+        task = ray.remote(max_retries=0, **need)(_ray_task)
+        data_ref = ray.put(data)  # once per run: every task reads this object
+        pending = {}
+        for spec in todo:
+            ui.cell_start(spec.id)
+            pending[task.remote(data_ref, spec, opts.cell_options, threads)] = spec.id
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            cid = pending.pop(ready)
+            try:
+                result = ray.get(ready)
+            except ray.exceptions.RayError as err:
+                ui.cell_done(cid, f"lost ({type(err).__name__}): nothing written; rerun to "
+                                  "compute it")
+                continue
+            record = write_cell(opts.out, result)
+            ui.cell_done(cid, status_line(record))
+            yield record

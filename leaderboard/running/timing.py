@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,19 +31,28 @@ from leaderboard.running import environment
 from leaderboard.running.data import View
 from leaderboard.running.progress import Reporter
 
-if TYPE_CHECKING:
-    from leaderboard.running.runner import RunOptions
-
 #: warm-up predictions before any timed one (the runner's default; leaderboard.perf uses it too)
 WARMUP = 5
 
-PROTOCOL = (
-    "decode once per run and input (timed apart); fit on the training images in each "
-    "method's batches (trained methods: the whole fixed budget); {warmup} warm-up "
-    "predictions at batch 1 (discarded); latency = every test image at batch 1 (predict + copy "
-    "to host; scores come from this pass); throughput = the test set at batch {throughput_batch}"
-)
 
+@dataclass(frozen=True)
+class TimingProtocol:
+    """The settings of steps 3-5: warm-up predictions, the throughput batch, and how many test
+    images per category keep their maps for the gallery."""
+
+    warmup: int = WARMUP
+    throughput_batch: int = 32
+    gallery_per_category: int = 2
+
+    def text(self) -> str:
+        """The protocol as every record and leaderboard states it."""
+        return (
+            "decode once per run and input (timed apart); fit on the training images in each "
+            f"method's batches (trained methods: the whole fixed budget); {self.warmup} warm-up "
+            "predictions at batch 1 (discarded); latency = every test image at batch 1 (predict "
+            "+ copy to host; scores come from this pass); throughput = the test set at batch "
+            f"{self.throughput_batch}"
+        )
 
 
 def _check_prediction(scores: torch.Tensor, maps: torch.Tensor, batch: int, size: tuple) -> None:
@@ -92,16 +101,18 @@ class Measured:
     predict_stages_ms: dict[str, float]
 
 
-def measure(model: Any, view: View, opts: RunOptions, ui: Reporter) -> Measured:
-    """Steps 3-5 of the protocol; returns scores, latencies, kept maps and stage timings."""
-    test, dev = view.test, opts.device
+def measure(model: Any, view: View, protocol: TimingProtocol, device: str,
+            ui: Reporter) -> Measured:
+    """Steps 3-5 of the protocol on ``device``; returns scores, latencies, kept maps and stage
+    timings."""
+    test, dev = view.test, device
     n, size = len(test), tuple(test.images.shape[-2:])
     keep_all = test.masks is not None
-    gallery = _gallery(view, opts.gallery_per_category)
+    gallery = _gallery(view, protocol.gallery_per_category)
     # with masks every map is kept (pixel AUROC); otherwise only the gallery's
     maps = np.zeros((n if keep_all else len(gallery), *size), np.float32)
     slot = {i: i for i in range(n)} if keep_all else {i: k for k, i in enumerate(gallery)}
-    warmed = warm_up(model, test.images, opts.warmup, dev, ui)
+    warmed = warm_up(model, test.images, protocol.warmup, dev, ui)
     ui.stage("latency (batch 1)", n)
     scores, latency = np.zeros(n), np.zeros(n)
     stages: dict[str, float] = {}
@@ -119,10 +130,10 @@ def measure(model: Any, view: View, opts: RunOptions, ui: Reporter) -> Measured:
         for k, v in model.last_timings.items():
             stages[k] = stages.get(k, 0.0) + float(v)
         ui.advance()
-    ui.stage(f"throughput (batch {opts.throughput_batch})", math.ceil(n / opts.throughput_batch))
+    ui.stage(f"throughput (batch {protocol.throughput_batch})", math.ceil(n / protocol.throughput_batch))
     batched, elapsed = [], 0.0
-    for lo in range(0, n, opts.throughput_batch):
-        x = test.batch(lo, lo + opts.throughput_batch)  # uint8 -> float: data prep, not timed
+    for lo in range(0, n, protocol.throughput_batch):
+        x = test.batch(lo, lo + protocol.throughput_batch)  # uint8 -> float: data prep, not timed
         environment.synchronize(dev)
         start = time.perf_counter()
         pred = model.predict(x.to(dev))
@@ -136,7 +147,7 @@ def measure(model: Any, view: View, opts: RunOptions, ui: Reporter) -> Measured:
         scores=scores, maps=maps, gallery=gallery, warmup_images=warmed,
         latency_ms=Latency(mean=float(ms.mean()), median=float(np.median(ms)),
                            p95=float(np.percentile(ms, 95)), min=float(ms.min()), n=n),
-        throughput=Throughput(batch=opts.throughput_batch, images_per_s=n / elapsed,
+        throughput=Throughput(batch=protocol.throughput_batch, images_per_s=n / elapsed,
                               batch_consistency_max_abs=float(np.abs(batched_scores - scores).max())),
         predict_stages_ms={k: 1000 * v / n for k, v in stages.items()},
     )

@@ -16,7 +16,7 @@ from harness_fixtures import DUMMY
 from cadsd import zoo
 from cadsd.errors import LayoutError
 from leaderboard.records import read_record
-from leaderboard.running.pro import area_up_to, au_pro
+from leaderboard.scoring.pro import area_up_to, au_pro
 
 SIZE = 64
 

@@ -12,7 +12,7 @@ from cli_helpers import run_bench
 from harness_fixtures import COUNTS, DUMMY, DUMMY_TRAINED, EXPLODING, write_layout
 
 from leaderboard.records import read_record
-from leaderboard.registry import METHODS, resolve
+from leaderboard.methods import METHODS, resolve
 from leaderboard.running import choices, data
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from leaderboard.running.metrics import aggregate, auroc, image_metrics, pixel_auroc
+from leaderboard.scoring.auroc import auroc, image_metrics, pixel_auroc
+from leaderboard.scoring.seeds import aggregate
 
 GROUP = {"good": "normal", "scratch": "local", "paint": "local", "over_coupling": "co_occurrence",
          "lacking": "co_occurrence"}

@@ -23,9 +23,9 @@ def cluster():
     """One local Ray instance for these tests, started as `bench run` starts it: its workers
     import the outside methods (this folder's, by import path) through the PYTHONPATH that
     ``ray_pythonpath`` derives from the loaded modules, not one set by hand."""
-    from leaderboard.outside import ray_pythonpath
-    from leaderboard.registry import resolve
-    from leaderboard.running.ray_executor import session
+    from leaderboard.methods.outside import ray_pythonpath
+    from leaderboard.methods import resolve
+    from leaderboard.running.runner import ray_session as session
 
     names, reg = resolve(f"{DUMMY},{DYING}")
     path = ray_pythonpath([reg[n] for n in names])
@@ -94,7 +94,7 @@ def test_without_ray_the_message_says_how_to_install(monkeypatch: pytest.MonkeyP
 def test_one_session_serves_every_category(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench_run opens one Ray session around a benchmark's categories; the per-category
     run_cells inside it joins that session instead of starting and stopping Ray again."""
-    from leaderboard.running import ray_executor
+    from leaderboard.running import runner
 
     calls: list[str] = []
 
@@ -113,9 +113,9 @@ def test_one_session_serves_every_category(monkeypatch: pytest.MonkeyPatch) -> N
             self.up = False
 
     fake = FakeRay()
-    monkeypatch.setattr(ray_executor, "_ray", lambda: fake)
-    with ray_executor.session("ray://head:10001"):
+    monkeypatch.setattr(runner, "_ray", lambda: fake)
+    with runner.ray_session("ray://head:10001"):
         for _ in range(3):  # three categories
-            with ray_executor.session("ray://head:10001"):
+            with runner.ray_session("ray://head:10001"):
                 calls.append("cells")
     assert calls == ["init ray://head:10001", "cells", "cells", "cells", "shutdown"]

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from leaderboard.records import Record
 from leaderboard.reporting.results_csv import render_csv
-from leaderboard.reporting.tables import render_markdown
+from leaderboard.reporting.report import render_markdown
 from leaderboard.running import runner
 from leaderboard.running.progress import Reporter
 

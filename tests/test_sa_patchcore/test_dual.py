@@ -226,7 +226,7 @@ def test_one_backbone_pass_per_batch(train: torch.Tensor, test_images: torch.Ten
 
 def _embed(model: DualPatchCore, images: torch.Tensor) -> list[torch.Tensor]:
     with torch.inference_mode():
-        return [to_patches(e).view(len(images), GRID, -1) for e in model.embeddings(images, {})]
+        return [to_patches(e).view(len(images), GRID, -1) for e in model.embeddings(images)]
 
 
 def _held_out(model: DualPatchCore, train: torch.Tensor, folds: int) -> torch.Tensor:

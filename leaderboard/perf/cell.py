@@ -1,13 +1,17 @@
 """One cell of ``python -m leaderboard.perf``, measured in its own process (so peak RSS is its
 own). It builds the method as ``bench run`` does (:mod:`leaderboard.running.plan`: budget, settings,
-backbone; the method's own input), and uses the runner's warm-up rule.
+backbone; the method's own input), uses the runner's warm-up rule, and reaches the method only
+through its public surface: ``fit``, ``predict``, ``step_probe``, ``timing_probes`` (the parts
+of ``predict`` it can time alone: ``backbone``, ``backbone+search``), ``diagnostics`` (e.g. an
+approximate search's recall) and ``images_embedded`` (images through the backbone).
 
 Every ratio compares timings taken in turns, because this machine's speed drifts by more than
 the margins between separate measurements:
 
-* frozen-feature methods: the bare backbone forward of every training batch right before fit
-  gets it (taken out of fit's wall time); the reference forward + one exact search next to each
-  predict; SA-PatchCore next to the PatchCore its own cell fitted;
+* frozen-feature methods (a ``backbone`` probe, no training): the bare backbone forward of every
+  training batch right before fit gets it (taken out of fit's wall time); the
+  ``backbone+search`` probe (forward + one exact search) next to each predict, where the method
+  has one; SA-PatchCore next to the PatchCore its own cell fitted;
 * trained methods: one training step of a fresh model next to one float32 matrix product that
   measures this machine's GEMM rate, repeated; the step's forward + backward FLOPs are counted
   (``torch.utils.flop_counter``), so ``step time / (FLOPs / GEMM rate)`` says how far the step
@@ -70,28 +74,9 @@ def _summary(times: list[float]) -> dict[str, float]:
             "p95": ordered[min(len(times) - 1, int(0.95 * len(times)))]}
 
 
-def _reference(model: Any, first: Any) -> Callable[[Any], object] | None:
-    """Backbone forward of an image + one exact search of ``first``'s patches (bank methods)."""
-    import torch
-
-    from baselines.patchcore import PatchCore
-
-    if not isinstance(model, PatchCore):
-        return None
-    with torch.inference_mode():
-        patches = model.embed(first).permute(0, 2, 3, 1).reshape(-1, model.memory_bank_.shape[1])
-
-    def run(x: Any) -> None:
-        with torch.inference_mode():
-            model.features(x)
-            model.searcher().search(patches)
-
-    return run
-
-
 def _partner(method: str, backbone: str, args: argparse.Namespace) -> Any:
     """The fitted partner model its own cell left in ``--pair-dir``, if any."""
-    from leaderboard.registry import load_class
+    from leaderboard.methods import load_class
 
     name = PARTNERS.get(method)
     path = pair_path(args, name, backbone) if name else None
@@ -111,7 +96,7 @@ def plan_for(method: str, backbone: str, args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from baselines.components.backbones import imagenet_available
-    from leaderboard.registry import METHODS
+    from leaderboard.methods import METHODS
     from leaderboard.running.plan import plan_methods
 
     items = [f"{method}.precision={args.precision}"] if args.precision != "fp32" else []
@@ -149,16 +134,6 @@ def time_training_step(mplan: Any, train: Any) -> dict[str, Any]:
             "step_over_gemm": seconds / (flops / (rate * 1e9))}
 
 
-def _count_backbone_images(model: Any) -> list[int]:
-    """A running count of the images that go through the model's backbone (if it has one)."""
-    seen = [0]
-    extractor = model.__dict__.get("extractor")
-    if extractor is not None:
-        extractor.register_forward_pre_hook(
-            lambda m, args: seen.__setitem__(0, seen[0] + args[0].shape[0]))
-    return seen
-
-
 def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, Any]:
     """Measure one (method, backbone) cell in this process (see the module docstring)."""
     import torch
@@ -178,16 +153,18 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     if trained:
         out["train_step"] = time_training_step(mplan, train)
     model = mplan.build("cpu", 0)
+    probes = model.timing_probes()
     with environment.Monitor() as monitor:
-        if trained:
-            seen = _count_backbone_images(model)
+        if trained or "backbone" not in probes:
+            seen = getattr(model, "images_embedded", None)
             start = time.perf_counter()
             model.fit(TrainingSet(train, batch_size=model.fit_batch_size))
             out["fit"] = {"wall": time.perf_counter() - start, **model.fit_timings}
-            if "extractor" in model.__dict__:
-                out["backbone_images_per_train_image"] = seen[0] / len(train)
+            if seen is not None:
+                out["backbone_images_per_train_image"] = (
+                    (model.images_embedded - seen) / len(train))
         else:
-            out.update(_fit_in_turns(model, train))
+            out.update(_fit_in_turns(model, train, probes["backbone"]))
     out["rss_fit_gb"] = monitor.summary().peak_rss_mb / 1024
     out["state"] = asdict(model.state_summary())  # the memory bank, PaDiM's Gaussians...
     out["fit_notes"] = model.fit_notes
@@ -200,17 +177,20 @@ def run_cell(method: str, backbone: str, args: argparse.Namespace) -> dict[str, 
     out["throughput_ips"] = len(test) / (time.perf_counter() - start)
     out["rss_peak_gb"] = _peak_rss_gb()  # before a partner model is loaded below
     out.update(_latency(model, test_f, method, backbone, args))
-    if method == "patchsvdd":  # Patch SVDD: the approximate search's recall on test patches
-        out["recall32_test"] = test_recall(model, test_f)
+    gen = torch.Generator().manual_seed(0)  # facts of the fitted model on 8 test images
+    for key, value in model.diagnostics(test_f[torch.randperm(len(test_f), generator=gen)[:8]]
+                                        ).items():
+        out[f"{key}_test"] = value
     path = pair_path(args, method, backbone)
     if path is not None and method in PARTNERS.values():  # left for the partner's cell
         model.save(path)
     return out
 
 
-def _fit_in_turns(model: Any, train: Any) -> dict[str, Any]:
-    """Fit a frozen-feature method with a bare backbone forward of each batch right before fit
-    gets it; that time is taken out of fit's wall time, so both come from the same minutes."""
+def _fit_in_turns(model: Any, train: Any, backbone: Callable[[Any], object]) -> dict[str, Any]:
+    """Fit a frozen-feature method with a bare backbone forward (its ``backbone`` probe) of
+    each batch right before fit gets it; that time is taken out of fit's wall time, so both
+    come from the same minutes."""
     import torch
 
     forward = [0.0]
@@ -219,12 +199,12 @@ def _fit_in_turns(model: Any, train: Any) -> dict[str, Any]:
         for batch in _batches(train, FIT_BATCH):
             with torch.inference_mode():
                 start = time.perf_counter()
-                model.features(batch)
+                backbone(batch)
                 forward[0] += time.perf_counter() - start
             yield batch
 
     with torch.inference_mode():
-        model.features(train[:FIT_BATCH].float() / 255)  # warm-up at the fit batch size
+        backbone(train[:FIT_BATCH].float() / 255)  # warm-up at the fit batch size
     start = time.perf_counter()
     model.fit(in_turns())
     return {"forward_train_s": forward[0],
@@ -236,7 +216,9 @@ def _latency(model: Any, test_f: Any, method: str, backbone: str,
     """Batch-1 latency over the whole test set; on every PAIR_EVERY-th image the reference
     (backbone forward alone + one exact search of a fixed image's patches) and, when the
     partner's fitted model was left by its cell, the partner's predict, timed right next to it."""
-    reference = _reference(model, test_f[:1])
+    reference = model.timing_probes().get("backbone+search")
+    if reference is not None:
+        reference(test_f[:1])  # warm-up (it also fixes the patches it searches)
     partner = _partner(method, backbone, args)
     times, stages, ref_times, pair = [], [], [], []
     for i in range(len(test_f)):
@@ -267,20 +249,3 @@ def _latency(model: Any, test_f: Any, method: str, backbone: str,
         }
         out["paired"]["ratio"] = out["paired"]["median_ms"] / out["paired"]["partner_median_ms"]
     return out
-
-
-def test_recall(model: Any, test_f: Any, images: int = 8, sample: int = 4000) -> dict[str, Any]:
-    """1-NN recall of Patch SVDD's K = 32 search against exact search, on test patches."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    pick = torch.randperm(len(test_f), generator=gen)[:images]
-    _, e32 = model.embed(test_f[pick])
-    flat = e32.reshape(-1, e32.shape[-1])
-    flat = flat[torch.randperm(len(flat), generator=gen)[:sample]]
-    search = model.searchers()[1]
-    exact = search.search(flat, exact=True)
-    found = search.search(flat)
-    ok = found <= exact + exact * 1e-5 + 1e-7
-    return {"queries": len(flat), "recall": float(ok.float().mean()),
-            "approximate": search.approximate, "nprobe": search.nprobe}

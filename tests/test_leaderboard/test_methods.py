@@ -7,7 +7,12 @@ import pytest
 
 from baselines.base import Detector
 from leaderboard.errors import BenchError
-from leaderboard.registry import METHODS, MethodEntry, load_class, runnable, select
+from leaderboard.methods import METHODS, MethodEntry, load_class, resolve, runnable, suite
+from leaderboard.methods.listing import list_rows
+
+
+def select(spec: str, reg: dict | None = None) -> list[str]:
+    return resolve(spec, reg)[0]
 
 IMPLEMENTED = [n for n, e in METHODS.items() if e.implemented]
 
@@ -62,8 +67,6 @@ def test_loading_is_lazy_and_checked() -> None:
 
 
 def test_ablation_suite_is_every_variant_after_its_base() -> None:
-    from leaderboard.registry import suite
-
     names = suite("ablations")
     assert names[:4] == ["sa_patchcore", "sa_patchcore-avgpool", "sa_patchcore-nopool",
                          "sa_patchcore-layer2and3"]
@@ -75,8 +78,6 @@ def test_ablation_suite_is_every_variant_after_its_base() -> None:
 
 
 def test_dual_suite_is_this_projects_method_and_its_study() -> None:
-    from leaderboard.registry import list_rows, suite
-
     names = suite("dual")
     assert names == ["sa_patchcore_dual", "sa_patchcore_dual-local", "sa_patchcore_dual-global",
                      "sa_patchcore_dual-maxglobal", "sa_patchcore_dual-uncalibrated",

@@ -1,7 +1,7 @@
 """Methods from outside this repository: an import path (``mypkg.mymod:MyDetector``) or an
 installed package's entry point in the group ``cadsd_bench.methods`` (``name = "module:Class"``).
 
-Either becomes a :class:`~leaderboard.registry.MethodEntry` like a built-in one, with its
+Either becomes a :class:`~leaderboard.methods.entry.MethodEntry` like a built-in one, with its
 provenance (import path, distribution and version where it has one, sha256 of its source file),
 so it gets everything a built-in gets: ``--param``, seeds, shots, budgets, Ray, resume, records
 and a leaderboard row marked as an outside method. Every mistake (a module or class that does
@@ -24,15 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leaderboard.errors import UsageError
+from leaderboard.methods.entry import ENTRY_POINT, IMPORT_PATH, MethodEntry
 
 if TYPE_CHECKING:
     from baselines.base import Detector
-    from leaderboard.registry import MethodEntry
 
 #: the entry-point group an installed package registers its methods in
 GROUP = "cadsd_bench.methods"
-#: origins of outside methods (a MethodEntry's ``origin``)
-IMPORT_PATH, ENTRY_POINT = "import path", "entry point"
 DOCS = "docs/adding-a-method.md"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 
@@ -183,8 +181,6 @@ def from_entry_point(plugin: Plugin, builtins: Mapping[str, MethodEntry]) -> Met
 
 def _entry(name: str, target: str, klass: type[Detector], origin: str, dist: str | None,
            version: str | None) -> MethodEntry:
-    from leaderboard.registry import MethodEntry
-
     source, sha = source_of(klass)
     return MethodEntry(name, target, klass.description or (klass.__doc__ or "").strip()
                        .split("\n")[0], klass.paper, origin=origin, distribution=dist,
