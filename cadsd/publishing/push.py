@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from cadsd.errors import CadsdError
 from cadsd.publishing.card import Provenance, card_for, detect_provenance, write_card
+from cadsd.publishing.repo_id import describe
 
 if TYPE_CHECKING:
     import datasets
@@ -213,8 +214,9 @@ def push(
 ) -> PushResult:
     """Publish the dataset (``source``: ``synthetic``, a folder or a saved dataset; default the
     downloaded CAD-SD) to ``repo_id``, data first, then the card merged into its README."""
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise CadsdError(f"--repo-id {repo_id!r}: write ORG/NAME, e.g. my-org/cad-sd")
+    problem = describe(repo_id)
+    if problem is not None:  # before any data is built or written
+        raise CadsdError(problem)
     if source is None:
         from cadsd.format.cache import real_dataset_dir
 

@@ -240,3 +240,22 @@ def test_card_cli_writes_the_file(make_layout, tmp_path, capsys):
     assert code == 0
     assert _meta((tmp_path / "README.md").read_text())["license"] == "cc0-1.0"
     assert Provenance().kind == "cadsd"
+
+
+@pytest.mark.parametrize("repo_id", ["org/cad-sd.git", "org/cad-sd.ipynb", "org/-x", "org/x-",
+                                     "org/.x", "org/a--b", "org/a..b", "org/" + "x" * 97,
+                                     "org/čad", "cad-sd", "a/b/c"])
+def test_push_refuses_repo_ids_the_hub_refuses(make_layout, tmp_path, capsys, repo_id):
+    root = make_layout(tmp_path)
+    code, text = run_cli(["push", "--repo-id", repo_id, "--source", str(root), "--dry-run",
+                          str(tmp_path / "dry")], capsys)
+    assert code == 1 and "--repo-id" in text and not (tmp_path / "dry").exists()
+
+
+def test_one_repo_id_rule_for_both_tools() -> None:
+    from cadsd.publishing.repo_id import repo_id_problem
+    from leaderboard.hub import push as bench_push
+
+    assert repo_id_problem("org/cad-sd") is None and repo_id_problem("org/" + "x" * 96) is None
+    assert "'.git'" in repo_id_problem("org/cad-sd.git")
+    assert bench_push.repo_id_problem is repo_id_problem
