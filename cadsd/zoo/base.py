@@ -100,9 +100,15 @@ class Benchmark:
 
     def samples(self, root: Path, category: str) -> list[Sample]:
         """The category's images in sorted order, checked: train holds normal images only,
-        the test split both kinds, every anomalous image of a masked benchmark a mask."""
+        the test split both kinds, every anomalous image of a masked benchmark a mask, and no
+        image or mask is a link leaving ``root``."""
+        from cadsd.format.links import check_inside
+
         folder = self.category_dir(root, category)
         samples = sorted(self.index(folder, category), key=lambda s: (s.split, s.file_name))
+        for s in samples:  # a link that leaves the dataset is never read (LinkError)
+            for path in (s.path, *s.masks):
+                check_inside(path, root)
         where = f"{self.name}:{category} ({folder})"
         if not any(s.split == "train" for s in samples):
             raise LayoutError(f"{where}: no training images")
@@ -141,7 +147,9 @@ class Benchmark:
 
 def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
     """One category as a DatasetDict (train, test) with the benchmark's features."""
-    from datasets import ClassLabel, DatasetDict, Features, Image, Value
+    from datasets import ClassLabel, DatasetDict, Features, Value
+
+    from cadsd.format.hf_image import StoredImage as Image  # stored pixel order, no EXIF turn
 
     samples = bench.samples(root, category)
     with_mask = any(s.masks for s in samples)
