@@ -442,7 +442,9 @@ def run_cli(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning user errors into a message + exit 1."""
-    run_cli(cli, argv, "cadsd", (CadsdError,))
+    # OSError: a disk or permission problem (full disk, read-only folder) is the user's to
+    # fix, so one line, never a traceback
+    run_cli(cli, argv, "cadsd", (CadsdError, OSError))
 
 
 if __name__ == "__main__":

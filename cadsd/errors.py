@@ -22,8 +22,10 @@ class DownloadError(CadsdError):
     """Fetching the dataset failed (offline, blocked, bad checksum, unsafe archive)."""
 
 
-class LinkError(LayoutError):
-    """A link inside a dataset points outside it (or loops); it is never followed."""
+class LinkError(CadsdError):
+    """A link inside a dataset points outside it (or loops); it is never followed. Not a
+    :class:`LayoutError`: code that falls back when a folder is not a dataset must not fall
+    back on this, but name the link."""
 
 
 class OutputError(CadsdError):

@@ -91,22 +91,11 @@ def swap_into_place(src: str | Path, dest: str | Path) -> Path:
 
 @contextlib.contextmanager
 def new_folder(out: str | Path, option: str = "--dry-run") -> Iterator[Path]:
-    """Yield a staging folder beside ``out``, which must be absent or empty; when the block
-    ends it becomes ``out``, and on any error it is deleted. A non-empty ``out`` raises
-    ``FileExistsError`` naming ``option`` (callers turn it into their own error)."""
-    out = Path(out).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{option} {out} exists and is not empty; pick another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    """Yield a staging folder beside ``out``, which must be absent or empty (a folder that is
+    never replaced: no marker); when the block ends it becomes ``out``, and on any error it is
+    deleted. A non-empty ``out`` raises :class:`OutputError` naming ``option``."""
+    with output_folder(Output.of(out, None, "this command", option=option)) as staging:
         yield staging
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def sha256_file(path: str | Path) -> str:
@@ -131,6 +120,17 @@ def walk_files(root: str | Path) -> list[str]:
     return sorted(out)
 
 
+def _entries(root: Path) -> list[str]:
+    """Everything under ``root`` but its folders: files, links (to folders too, not
+    followed), special files; POSIX paths relative to it, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        out += [(here / name).relative_to(root).as_posix() for name in [*filenames, *links]]
+    return sorted(out)
+
+
 def marker_files(folder: Path, marker: str) -> set[str] | None:
     """The files ``folder/marker`` says its tool wrote (its ``files``: a list, or a mapping
     keyed by path), None when there is no readable marker listing them."""
@@ -150,7 +150,7 @@ class Output:
     the marker is read (a marker format that predates its file list)."""
 
     path: Path
-    marker: str
+    marker: str | None  # None: a folder never replaced (a --dry-run DIR), and no marker
     tool: str
     option: str = "--out"
     force: bool = False
@@ -158,7 +158,7 @@ class Output:
     owned: Callable[[Path], set[str] | None] | None = None
 
     @classmethod
-    def of(cls, path: str | Path, marker: str, tool: str, *, option: str = "--out",
+    def of(cls, path: str | Path, marker: str | None, tool: str, *, option: str = "--out",
            force: bool = False, sources: Iterable[str | Path] = (),
            owned: Callable[[Path], set[str] | None] | None = None) -> Output:
         """An :class:`Output` with ``path`` and ``sources`` made absolute (``~`` expanded)."""
@@ -194,6 +194,8 @@ def check_output(out: Output) -> None:
         raise OutputError(f"{where} is a file; pick a folder")
     if not any(path.iterdir()):
         return
+    if out.marker is None:
+        raise OutputError(f"{where} exists and is not empty; pick another folder")
     owned = (out.owned or (lambda p: marker_files(p, out.marker)))(path)
     if owned is None:
         raise OutputError(f"{where} is not empty and was not written by {out.tool} (it has no "
@@ -202,7 +204,7 @@ def check_output(out: Output) -> None:
     if not out.force:
         raise OutputError(f"{where} is not empty (written by {out.tool} earlier); pass --force "
                           f"to replace it, or pick another {out.option}")
-    foreign = sorted(set(walk_files(path)) - owned - {out.marker})
+    foreign = sorted(set(_entries(path)) - owned - {out.marker})
     if foreign:
         raise OutputError(f"{where} holds {len(foreign)} file(s) {out.tool} did not write (e.g. "
                           f"{foreign[0]}), so --force does not replace it; move them out first "
@@ -227,7 +229,7 @@ def output_folder(out: Output) -> Iterator[Path]:
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; outputs are shared
         yield staging
-        if not (staging / out.marker).exists():
+        if out.marker is not None and not (staging / out.marker).exists():
             doc = {"generator": out.tool.strip("`"), "files": walk_files(staging)}
             atomic_write_text(staging / out.marker, json.dumps(doc, indent=1) + "\n")
         replace_folder(staging, out)

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cadsd.errors import CadsdError, DownloadError, LayoutError, LinkError
+from cadsd.errors import CadsdError, DownloadError, LayoutError
 from cadsd.files import Output, check_output, output_folder
 from cadsd.format.layout import CATEGORY_NAMES, GROUP_NAMES, LABEL_NAMES, SPLITS, index
 
@@ -178,8 +178,6 @@ def load(source: str | Path) -> datasets.DatasetDict:
         )
     try:
         return build(path)
-    except LinkError:
-        raise  # a dataset folder after all: the link is the problem
     except LayoutError as err:
         raise LayoutError(
             f"cannot load {path}: it is neither a dataset folder (train/, test/) nor a dataset "

@@ -149,9 +149,10 @@ def index(root: str | Path) -> list[Sample]:
     :class:`~cadsd.errors.LinkError` for an image or mask that is a link leaving the dataset
     (:mod:`cadsd.format.links`).
     """
-    from cadsd.format.links import check_inside
+    from cadsd.format.links import Inside
 
     base = resolve_root(root)
+    check_inside = Inside(base)
     samples: list[Sample] = []
     for split in SPLITS:
         for folder in SPLIT_FOLDERS[split]:
@@ -161,10 +162,10 @@ def index(root: str | Path) -> list[Sample]:
             cat = BY_FOLDER[folder]
             images = (p for p in directory.iterdir() if is_image(p))
             for path in sorted(images, key=lambda p: p.name):
-                check_inside(path, base)
+                check_inside(path)
                 mask = mask_path(base, folder, path) if split == "test" else None
                 if mask is not None and mask.is_file():
-                    check_inside(mask, base)
+                    check_inside(mask)
                 samples.append(
                     Sample(
                         path=path,

@@ -53,6 +53,24 @@ def check_inside(path: Path, root: Path) -> Path:
     return path
 
 
+class Inside:
+    """:func:`check_inside` for many paths under one ``root``, cheaply: each folder is
+    resolved once, and a file only when it is a link itself."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._real = root.resolve()
+        self._folders: dict[Path, bool] = {}  # folder -> resolves inside root
+
+    def __call__(self, path: Path) -> Path:
+        inside = self._folders.get(path.parent)
+        if inside is None:
+            inside = self._folders[path.parent] = path.parent.resolve().is_relative_to(self._real)
+        if not inside or path.is_symlink():
+            check_inside(path, self.root)  # the slow way, which names the link
+        return path
+
+
 def copy_dataset(src: Path, dst: Path) -> Path:
     """Copy the folder ``src`` to ``dst`` (new), following links that stay inside ``src``
     (they become plain files and folders) and refusing, before anything is copied, a link

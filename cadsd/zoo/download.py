@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cadsd.errors import CadsdError, DownloadError, LayoutError, LinkError, short_message
+from cadsd.errors import CadsdError, DownloadError, LayoutError, short_message
 from cadsd.files import check_output, replace_folder, sha256_file
 from cadsd.format.cache import cache_root
 from cadsd.format.links import copy_dataset
@@ -107,8 +107,6 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
             f"elsewhere (licence: {bench.license}) and import it with `cadsd download --dataset "
             f"{bench.name} --source PATH`."
         ) from None
-    except LinkError:
-        raise  # the folder's own link is the problem, named as it is
     except LayoutError as err:
         raise DownloadError(f"{local or url} does not hold {bench.title}: {err}") from None
     except OSError as err:  # disk full, permissions: the user's to fix, not a traceback

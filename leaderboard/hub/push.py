@@ -209,16 +209,13 @@ def write_dry_run(repos: list[Repo], out: str | Path) -> Path:
     empty), through a staging folder renamed into place."""
     from cadsd.files import new_folder
 
-    try:
-        with new_folder(out) as staging:
-            for repo in repos:
-                for rel, data in repo.files.items():
-                    path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
-                repo.status = "written"
-    except FileExistsError as err:
-        raise BenchError(str(err)) from None
+    with new_folder(out) as staging:
+        for repo in repos:
+            for rel, data in repo.files.items():
+                path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            repo.status = "written"
     return Path(out).expanduser().absolute()
 
 

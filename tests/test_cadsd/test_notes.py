@@ -117,7 +117,8 @@ def test_a_group_missing_a_type_gets_a_note(make_layout, tmp_path, small_counts)
     assert layout.missing_types(layout.CATEGORY_NAMES) == {}
 
 
-def test_synth_provenance_holds_only_while_its_files_are_unchanged(tmp_path) -> None:
+def test_synth_provenance_holds_only_while_its_files_are_unchanged(tmp_path,
+                                                                   monkeypatch) -> None:
     out = generate(tmp_path / "s", counts="small", size=32, workers=1, progress=False)
     drawn = layout.synth_settings(out)
     assert drawn is not None and drawn["seed"] == 0 and "files" not in drawn
@@ -128,6 +129,15 @@ def test_synth_provenance_holds_only_while_its_files_are_unchanged(tmp_path) -> 
     image.write_bytes(buf.getvalue())
     assert layout.synth_settings(out) is None
     assert detect_provenance(out).seed is None
+    # a cached set edited in place: its folder name (seedN-...) is no provenance either
+    from cadsd.format import cache
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
+    cached = generate(cache.synthetic_dataset_dir(4, "small", 32), counts="small", size=32,
+                      seed=4, workers=1, progress=False)
+    assert detect_provenance(cached).seed == 4
+    (cached / "train" / "0_good" / "000.jpg").write_bytes(buf.getvalue())
+    assert detect_provenance(cached).seed is None
     for change in ("removed", "added"):
         fresh = generate(tmp_path / change, counts="small", size=32, workers=1, progress=False)
         if change == "removed":

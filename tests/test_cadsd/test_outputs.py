@@ -14,7 +14,7 @@ from factories import noise_pixels, square_mask, write_image
 
 from cadsd import zoo
 from cadsd.checking.validate import validate
-from cadsd.errors import CadsdError, LayoutError
+from cadsd.errors import CadsdError, LinkError
 from cadsd.format import hf
 from cadsd.format.layout import index
 from cadsd.getting.download import download
@@ -203,10 +203,10 @@ def test_index_and_validate_refuse_a_file_link_out_but_follow_links_inside(make_
     assert any(s.path.name == "linked_inside.jpg" for s in index(data))
     link = data / "train" / "0_good" / "good_999.jpg"
     os.symlink(out / "secret.jpg", link)
-    with pytest.raises(LayoutError, match="good_999.jpg") as err:
+    with pytest.raises(LinkError, match="good_999.jpg") as err:
         index(data)
     assert str(out / "secret.jpg") in str(err.value)
-    with pytest.raises(LayoutError, match="outside"):
+    with pytest.raises(LinkError, match="outside"):
         hf.load(data)
     report = validate(data)
     found = [p for p in report.problems if p.kind == "link_outside"]
@@ -222,7 +222,7 @@ def test_a_folder_link_out_is_refused(make_layout, tmp_path):
         p.unlink()
     (data / "test" / "1_scratch").rmdir()
     os.symlink(out, data / "test" / "1_scratch")
-    with pytest.raises(LayoutError, match="1_scratch"):
+    with pytest.raises(LinkError, match="1_scratch"):
         index(data)
     assert "link_outside" in [p.kind for p in validate(data).problems]
 
@@ -255,8 +255,46 @@ def test_zoo_indexers_and_copy_refuse_links_out(tmp_path):
     out = _outside(tmp_path)
     os.symlink(out / "secret.jpg", src / "bottle" / "train" / "good" / "009.png")
     bench = zoo.get("mvtec_ad")
-    with pytest.raises(LayoutError, match="009.png"):
+    with pytest.raises(LinkError, match="009.png"):
         bench.samples(src, "bottle")
     with pytest.raises(CadsdError, match="009.png"):
         zoo_download(bench, str(src), tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+
+
+def test_bench_names_a_link_out_and_reads_nothing(make_layout, tmp_path, capsys):
+    from cli_helpers import run_bench
+    from harness_fixtures import DUMMY
+
+    data = make_layout(tmp_path / "cache", name="CAD-SD")  # the cached real CAD-SD
+    os.symlink(_outside(tmp_path) / "secret.jpg", data / "train" / "0_good" / "good_999.jpg")
+    for dataset in (str(data), "auto", "cadsd"):  # auto used to fall back to synthetic
+        code, text = run_bench(capsys, "run", "--methods", DUMMY, "--dataset", dataset,
+                               "--backbone", "mobilenet_v2", "--out", str(tmp_path / "run"))
+        assert code == 1 and "good_999.jpg" in text and "secret.jpg" in text
+    src = _mvtec(tmp_path / "m")
+    os.symlink(tmp_path / "elsewhere" / "secret.jpg", src / "bottle" / "train" / "good" / "9.png")
+    code, text = run_cli(["validate", "--dataset", "mvtec_ad", str(src)], capsys)
+    assert code == 1 and "9.png" in text and "outside" in text
+
+
+def test_verify_reports_a_file_turned_into_a_link_out_as_changed(make_layout, tmp_path):
+    from cadsd.getting.manifest import verify
+
+    dest = tmp_path / "dest"
+    download(str(make_layout(tmp_path / "src")), dest, run_validation=False)
+    image = dest / "test" / "0_good" / "good_000.jpg"
+    outside = tmp_path / "same.jpg"
+    outside.write_bytes(image.read_bytes())  # same bytes: only the link gives it away
+    image.unlink()
+    os.symlink(outside, image)
+    assert verify(dest).changed == ["test/0_good/good_000.jpg"]
+
+
+def test_force_counts_a_link_the_tool_did_not_write_as_foreign(tmp_path):
+    out = generate(tmp_path / "set", counts="small", size=32, workers=1, progress=False)
+    mine = _outside(tmp_path)
+    os.symlink(mine, out / "my_data")
+    with pytest.raises(CadsdError, match="my_data"):
+        generate(out, counts="small", size=32, workers=1, progress=False, overwrite=True)
+    assert (out / "my_data").is_symlink() and (mine / "deep" / "private.txt").is_file()
