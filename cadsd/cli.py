@@ -12,8 +12,9 @@ from typing import NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from cadsd.errors import CadsdError, LayoutError
+from cadsd.errors import CadsdError, LayoutError, short_message
 
 console = Console(stderr=True)
 
@@ -107,7 +108,8 @@ def validate_cmd(path: str | None, expect: tuple[str, ...], json_out: str | None
 @cli.command("build")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--force", is_flag=True, help="replace an existing non-empty --out")
+@click.option("--force", is_flag=True,
+              help="replace an --out that an earlier `cadsd build` wrote (never another folder)")
 @click.option("--no-validate", is_flag=True, help="skip `cadsd validate` before building")
 @click.option("--expect", "expect", multiple=True, metavar="KEY=N", help=_EXPECT_HELP)
 def build_cmd(
@@ -120,8 +122,13 @@ def build_cmd(
     """
     from cadsd.checking.validate import parse_expect, validate
     from cadsd.checking.validate_view import print_report
+    from cadsd.files import check_output
+    from cadsd.format.hf import build_output
+    from cadsd.format.layout import resolve_root
 
     root = _dataset_path(path)
+    resolve_root(root)  # a wrong PATH is named first
+    check_output(build_output(out, overwrite=force, sources=(root,)))  # before any work
     if not no_validate:
         report = validate(root, parse_expect(expect))
         if not report.ok:
@@ -163,7 +170,8 @@ def build_cmd(
               help="paper (400 / 210+41+41+44+40) or small (a tiny set for tests)")
 @click.option("--size", default=256, show_default=True, help="image side in pixels")
 @click.option("--workers", type=int, help="worker processes (default: all CPUs)")
-@click.option("--force", is_flag=True, help="replace a non-empty --out")
+@click.option("--force", is_flag=True,
+              help="replace an --out that an earlier `cadsd synth` wrote (never another folder)")
 def synth_cmd(
     out: str | None,
     audit_dir: str | None,
@@ -210,7 +218,8 @@ _SOURCE_HELP = (
               "the official URL for the others]")
 @click.option("--sha256", help="expected sha256 of the archive (URL or .zip/.tar sources)")
 @click.option("--expect", "expect", multiple=True, metavar="KEY=N", help=_EXPECT_HELP)
-@click.option("--force", is_flag=True, help="replace whatever --dest holds")
+@click.option("--force", is_flag=True,
+              help="replace a --dest that an earlier `cadsd download` wrote (never another folder)")
 @click.option("--retries", default=4, show_default=True, help="retries on rate limits / 5xx")
 @click.option("--timeout", default=5.0, show_default=True, help="connect timeout, seconds")
 def download_cmd(
@@ -422,7 +431,8 @@ def run_cli(
         # code, so a command like `validate` can return 1) instead of exiting itself.
         rc = group.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except errors as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        message = escape(short_message(str(err)))  # a path may hold [brackets]
+        console.print(f"[bold red]error:[/] {message}", highlight=False)
         sys.exit(getattr(err, "exit_code", 1))
     except (KeyboardInterrupt, click.exceptions.Abort):
         console.print(f"[red]{interrupted}[/]", highlight=False)
@@ -435,7 +445,9 @@ def run_cli(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning user errors into a message + exit 1."""
-    run_cli(cli, argv, "cadsd", (CadsdError,))
+    # OSError: a disk or permission problem (full disk, read-only folder) is the user's to
+    # fix, so one line, never a traceback
+    run_cli(cli, argv, "cadsd", (CadsdError, OSError))
 
 
 if __name__ == "__main__":

@@ -20,3 +20,27 @@ class LayoutError(CadsdError):
 
 class DownloadError(CadsdError):
     """Fetching the dataset failed (offline, blocked, bad checksum, unsafe archive)."""
+
+
+class LinkError(CadsdError):
+    """A link inside a dataset points outside it (or loops); it is never followed. Not a
+    :class:`LayoutError`: code that falls back when a folder is not a dataset must not fall
+    back on this, but name the link."""
+
+
+class OutputError(CadsdError):
+    """An output folder the tool will not write or replace (the source, a user's folder)."""
+
+
+_MAX_WORD = 120  # a longer word (a path, a repr) keeps its head and tail
+_MAX_MESSAGE = 800
+
+
+def short_message(text: str) -> str:
+    """``text`` cut to a readable size: each word over 120 characters (a huge path) keeps its
+    first and last 50, and a message still over 800 characters keeps its head and tail."""
+    words = [w if len(w) <= _MAX_WORD else f"{w[:50]}…{w[-50:]}" for w in text.split(" ")]
+    text = " ".join(words)
+    if len(text) > _MAX_MESSAGE:
+        text = f"{text[:500]} … {text[-250:]}"
+    return text

@@ -29,11 +29,15 @@ class FileInfo:
     mode: str | None = None
     format: str | None = None
     error: str | None = None
+    orientation: int | None = None  # the EXIF orientation tag, None when absent
 
 
 def inspect_file(path: Path) -> FileInfo:
-    """Read ``path`` once, hash the bytes and decode every pixel (``Image.load``)."""
+    """Read ``path`` once, hash the bytes and decode every pixel (``Image.load``); an error
+    names the file, never the in-memory buffer it was decoded from."""
     from PIL import Image
+
+    from cadsd.checking.notes import ORIENTATION_TAG
 
     try:
         data = path.read_bytes()
@@ -42,12 +46,16 @@ def inspect_file(path: Path) -> FileInfo:
     if not data:
         return FileInfo(0)
     digest = hashlib.sha256(data).hexdigest()
+    buffer = io.BytesIO(data)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(buffer) as im:
             im.load()  # decodes every pixel; raises on truncated data
-            return FileInfo(len(data), digest, im.size, im.mode, im.format)
+            tag = im.getexif().get(ORIENTATION_TAG)
+            return FileInfo(len(data), digest, im.size, im.mode, im.format,
+                            orientation=tag if isinstance(tag, int) else None)
     except Exception as err:  # noqa: BLE001 - any decode failure of user data is a finding
-        return FileInfo(len(data), digest, error=f"{type(err).__name__}: {err}")
+        message = str(err).replace(repr(buffer), path.name)  # PIL quotes its file object
+        return FileInfo(len(data), digest, error=f"{type(err).__name__}: {message}")
 
 
 def inspect_files(paths: Sequence[Path], workers: int | None = None) -> list[FileInfo]:

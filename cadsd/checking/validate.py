@@ -4,27 +4,27 @@ Checks every image decodes fully (a truncated JPEG fails; PIL's ``LOAD_TRUNCATED
 never turned on) and is RGB or convertible to it; counts per split and category against the
 paper's (Ishida et al. 2023, Sec. IV-A) with overrides; exact duplicates by sha256 within a split
 and across train/test (leakage); stray files, unknown and missing folders, zero-byte files, and
-synthetic masks that belong to no image. It reports what it finds and never assumes: the lacking
-count is 40 in the paper and 44 in a comment of the official code.
+synthetic masks that belong to no image, and links that leave the dataset (never read). Notes
+(:mod:`cadsd.checking.notes`) say what loaders will do without failing the check: EXIF
+orientation tags, tiny or extreme images, a group missing a type. It reports what it finds and
+never assumes: the lacking count is 40 in the paper and 44 in a comment of the official code.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cadsd.checking.expect import expected_counts, parse_expect
+from cadsd.checking.findings import Problem
 from cadsd.checking.imagecheck import inspect_files, mode_findings
-from cadsd.errors import CadsdError
+from cadsd.checking.notes import group_notes, orientation_notes, size_notes
 from cadsd.format.layout import (
     BY_FOLDER,
-    BY_NAME,
-    CATEGORY_NAMES,
     MASK_DIR,
     MASK_SUFFIX,
-    PAPER_COUNTS,
     ROOT_FILES,
     SPLIT_FOLDERS,
     SPLITS,
@@ -32,19 +32,12 @@ from cadsd.format.layout import (
     is_image,
     resolve_root,
 )
+from cadsd.format.links import leaving_message, link_out
 
 SCHEMA_VERSION = 1
-__all__ = ["ImageSummary", "Problem", "ValidationReport", "validate", "write_json"]
+__all__ = ["ImageSummary", "Problem", "ValidationReport", "expected_counts", "parse_expect",
+           "validate", "write_json"]
 _FOLDER_OF = {c.name: c.folder for c in BY_FOLDER.values()}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: ``kind`` (e.g. ``decode_error``), ``path`` relative to the root, ``message``."""
-
-    kind: str
-    path: str
-    message: str
 
 
 @dataclass
@@ -67,6 +60,7 @@ class ValidationReport:
     images: ImageSummary
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # what loaders will do (cadsd.checking.notes)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +85,7 @@ class ValidationReport:
             },
             "problems": [vars(p) for p in self.problems],
             "warnings": [vars(w) for w in self.warnings],
+            "notes": [vars(n) for n in self.notes],
         }
 
     def to_json(self) -> str:
@@ -103,47 +98,6 @@ def write_json(report: ValidationReport, path: str | Path) -> Path:
     from cadsd.files import atomic_write_text
 
     return atomic_write_text(Path(path).expanduser(), report.to_json() + "\n")
-
-
-def _expect_targets(key: str) -> list[tuple[str, str]]:
-    """Which (split, category) pairs an ``--expect`` key names (``lacking``, ``train/good``...)."""
-    split, _, cat = key.strip().lower().rpartition("/")
-    # Accept folder names too: "4_lacking", "3_over-coupling".
-    cat = re.sub(r"^\d_", "", cat).replace("-", "_")
-    valid = ", ".join([*CATEGORY_NAMES, *(f"{s}/{c}" for s, c in PAPER_COUNTS)])
-    if cat not in BY_NAME or (split and split not in SPLITS):
-        raise CadsdError(f"unknown --expect key {key!r}; use one of: {valid}")
-    targets = [(s, cat) for s in ((split,) if split else SPLITS) if (s, cat) in PAPER_COUNTS]
-    if not targets:
-        raise CadsdError(f"--expect {key!r}: {split}/ holds no {cat!r} images; use one of: {valid}")
-    return targets
-
-
-def expected_counts(expect: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
-    """The paper's counts with overrides; a bare category name applies to every split holding it
-    and a ``split/category`` key wins over it."""
-    out = dict(PAPER_COUNTS)
-    # Bare category keys first, so `train/good=400` wins over `good=10` in any order.
-    for key, value in sorted((expect or {}).items(), key=lambda kv: "/" in kv[0]):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CadsdError(f"--expect {key}={value!r}: the count must be a whole number >= 0")
-        for target in _expect_targets(key):
-            if target == ("train", "good") and value == 0:
-                raise CadsdError(f"--expect {key}=0: an empty training split is never usable "
-                                 "(every method fits on the normal training images)")
-            out[target] = value
-    return out
-
-
-def parse_expect(items: tuple[str, ...] | list[str]) -> dict[str, int]:
-    """Parse CLI ``KEY=N`` items (``lacking=44``, ``train/good=400``) into a dict."""
-    out: dict[str, int] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise CadsdError(f"--expect {item!r}: write KEY=N, e.g. --expect lacking=44")
-        out[key.strip()] = int(value)
-    return out
 
 
 class _Scan:
@@ -166,11 +120,14 @@ class _Scan:
         self.problems.append(Problem(kind, self.rel(path), message))
 
     def _entries(self, folder: Path) -> list[Path]:
-        """Visible entries, sorted; hidden ones are noted in ``self.hidden``."""
+        """Visible entries, sorted; hidden ones are noted in ``self.hidden``, and links that
+        leave the dataset are problems, never read."""
         out = []
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
             if is_hidden(entry):
                 self.hidden.append(self.rel(entry))
+            elif (found := link_out(entry, self.base)) is not None:
+                self.problem("link_outside", entry, leaving_message(*found, self.base))
             else:
                 out.append(entry)
         return out
@@ -299,7 +256,11 @@ def validate(
     _check_counts(scan, counts, expected)
     _check_duplicates(scan, by_hash)
     _check_masks(scan, infos)
-    return ValidationReport(base, counts, expected, summary, scan.problems, scan.warnings)
+    decoded = [(scan.rel(p), infos[p]) for p, _, _ in scan.images if infos[p].size]
+    notes = [*orientation_notes((rel, info.orientation) for rel, info in decoded),
+             *size_notes((rel, info.size) for rel, info in decoded),
+             *group_notes(cat for (split, cat), n in counts.items() if split == "test" and n)]
+    return ValidationReport(base, counts, expected, summary, scan.problems, scan.warnings, notes)
 
 
 def _check_counts(

@@ -59,6 +59,8 @@ def print_report(report: ValidationReport, console: Console) -> None:
     console.print(f"[bold]CAD-SD at[/] {escape(str(report.root))}")
     console.print(_counts_table(report))
     console.print(_images_table(report))
+    for n in report.notes:
+        console.print(f"[cyan]note[/] {escape(f'[{n.kind}] {n.path}: {n.message}')}")
     for w in report.warnings:
         console.print(f"[yellow]warning[/] {escape(f'[{w.kind}] {w.path}: {w.message}')}")
     for p in report.problems:

@@ -1,7 +1,8 @@
 """CAD-SD as a Hugging Face ``DatasetDict`` (train, test): build, save, load, fingerprint.
 
 Images are stored as the original files' bytes (a JPEG stays the same JPEG, byte for byte; never
-re-encoded) with explicit :func:`features`. Rows follow :func:`cadsd.format.layout.index` order.
+re-encoded) with explicit :func:`features`, and decode in their stored pixel order (an EXIF
+orientation tag is not applied: :mod:`cadsd.format.hf_image`), as the official loaders read them. Rows follow :func:`cadsd.format.layout.index` order.
 :func:`fingerprint` identifies the data itself, so a folder, its saved dataset and its Hub copy
 all give the same value.
 """
@@ -9,19 +10,19 @@ all give the same value.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cadsd.errors import CadsdError, DownloadError, LayoutError
-from cadsd.files import swap_into_place
+from cadsd.files import Output, check_output, output_folder
 from cadsd.format.layout import CATEGORY_NAMES, GROUP_NAMES, LABEL_NAMES, SPLITS, index
 
 if TYPE_CHECKING:
     import datasets
 
 HF_PREFIX = "hf:"
+#: Written by `cadsd build` into its output (the files it wrote): what `--force` replaces.
+BUILD_MARKER = "cadsd-build.json"
 _CLASS_COLUMNS = {"label": LABEL_NAMES, "category": CATEGORY_NAMES, "group": GROUP_NAMES}
 
 
@@ -29,7 +30,9 @@ def features(with_mask: bool) -> datasets.Features:
     """The dataset's columns (DESIGN.md "Contracts"): image, label, category, group, file_name
     and, for sets with ground truth (synthetic), mask. ``mask`` is None for images without one.
     """
-    from datasets import ClassLabel, Features, Image, Value
+    from datasets import ClassLabel, Features, Value
+
+    from cadsd.format.hf_image import StoredImage as Image  # stored pixel order, no EXIF turn
 
     cols = {
         "image": Image(),
@@ -81,37 +84,33 @@ def _is_saved(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
-def save(dd: datasets.DatasetDict, out: str | Path, *, overwrite: bool = False) -> Path:
+def build_output(out: str | Path, *, overwrite: bool = False,
+                 sources: tuple[str | Path, ...] = ()) -> Output:
+    """The folder ``cadsd build`` writes (:class:`cadsd.files.Output`): ``--force`` replaces
+    only a folder holding :data:`BUILD_MARKER`, never ``sources`` or a folder around them."""
+    return Output.of(out, BUILD_MARKER, "`cadsd build`", force=overwrite, sources=sources)
+
+
+def save(dd: datasets.DatasetDict, out: str | Path, *, overwrite: bool = False,
+         sources: tuple[str | Path, ...] = ()) -> Path:
     """``save_to_disk`` into a staging folder beside ``out``, then rename it into place.
 
-    Refuses a non-empty ``out`` unless ``overwrite``; a failure leaves ``out`` untouched.
+    Refuses a non-empty ``out`` unless ``overwrite``, and even then one that ``cadsd build``
+    did not write (:func:`build_output`); a failure leaves ``out`` untouched.
     """
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise CadsdError(f"{out} exists and is a file; pick another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CadsdError(f"{out} already exists and is not empty; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared
-    try:
+    target = build_output(out, overwrite=overwrite, sources=sources)
+    with output_folder(target) as staging:
         dd.save_to_disk(str(staging))
-        swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    return target.path
 
 
 def build_to_disk(
     root: str | Path, out: str | Path, *, overwrite: bool = False
 ) -> datasets.DatasetDict:
     """:func:`build` then :func:`save`; checks ``out`` before the work. Returns the DatasetDict."""
-    target = Path(out).expanduser()
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise CadsdError(f"{target} already exists and is not empty; pass --force to replace it")
+    check_output(build_output(out, overwrite=overwrite, sources=(root,)))
     dd = build(root)
-    save(dd, target, overwrite=overwrite)
+    save(dd, out, overwrite=overwrite, sources=(root,))
     return dd
 
 
@@ -132,9 +131,13 @@ def _check_classes(dd: datasets.DatasetDict, source: str) -> None:
 def _load_hub(source: str) -> datasets.DatasetDict:
     import datasets
 
+    from cadsd.publishing.repo_id import repo_id_problem
+
     repo, _, revision = source[len(HF_PREFIX) :].partition("@")
-    if not repo or repo.count("/") != 1:
-        raise CadsdError(f"{source!r}: write hf:ORG/NAME (optionally hf:ORG/NAME@REVISION)")
+    problem = repo_id_problem(repo)
+    if problem is not None:
+        raise CadsdError(f"{source!r}: {problem}; write hf:ORG/NAME (optionally "
+                         "hf:ORG/NAME@REVISION)")
     try:
         dd = datasets.load_dataset(repo, revision=revision or None)
     except Exception as err:  # network, auth and not-found errors all end here
@@ -146,7 +149,9 @@ def _load_hub(source: str) -> datasets.DatasetDict:
         raise CadsdError(f"{source}: expected the splits {list(SPLITS)}, got {list(dd)}")
     _check_classes(dd, source)
     want = features("mask" in dd["train"].column_names)
-    return datasets.DatasetDict({s: ds.cast(want) for s, ds in dd.items()})
+    from cadsd.format.hf_image import stored_orientation
+
+    return stored_orientation(datasets.DatasetDict({s: ds.cast(want) for s, ds in dd.items()}))
 
 
 def load(source: str | Path) -> datasets.DatasetDict:
@@ -163,7 +168,9 @@ def load(source: str | Path) -> datasets.DatasetDict:
         if not isinstance(dd, datasets.DatasetDict):
             raise CadsdError(f"{path} holds a single split; expected a DatasetDict (train, test)")
         _check_classes(dd, str(path))
-        return dd
+        from cadsd.format.hf_image import stored_orientation
+
+        return stored_orientation(dd)
     if not path.exists():
         raise LayoutError(
             f"dataset not found: {path}. Pass a dataset folder (train/, test/), a folder written "

@@ -7,6 +7,7 @@ This module is the only place that knows these names; everything else asks it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,9 +145,14 @@ def index(root: str | Path) -> list[Sample]:
     """All images under the known folders of ``root``, sorted by split, category, file name.
 
     Unknown folders and non-image files are skipped here (``cadsd validate`` reports them).
-    Raises :class:`LayoutError` when ``root`` is missing or holds no CAD-SD split.
+    Raises :class:`LayoutError` when ``root`` is missing or holds no CAD-SD split, and
+    :class:`~cadsd.errors.LinkError` for an image or mask that is a link leaving the dataset
+    (:mod:`cadsd.format.links`).
     """
+    from cadsd.format.links import Inside
+
     base = resolve_root(root)
+    check_inside = Inside(base)
     samples: list[Sample] = []
     for split in SPLITS:
         for folder in SPLIT_FOLDERS[split]:
@@ -156,7 +162,10 @@ def index(root: str | Path) -> list[Sample]:
             cat = BY_FOLDER[folder]
             images = (p for p in directory.iterdir() if is_image(p))
             for path in sorted(images, key=lambda p: p.name):
+                check_inside(path)
                 mask = mask_path(base, folder, path) if split == "test" else None
+                if mask is not None and mask.is_file():
+                    check_inside(mask)
                 samples.append(
                     Sample(
                         path=path,
@@ -170,8 +179,41 @@ def index(root: str | Path) -> list[Sample]:
     return samples
 
 
+def missing_types(present: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each anomaly group that lacks some of its types among the categories ``present`` (of
+    a test split): group -> the missing category names, in :data:`CATEGORIES` order. A
+    group's score then averages fewer types than the paper's (or none)."""
+    have = set(present)
+    out: dict[str, tuple[str, ...]] = {}
+    for group in GROUP_NAMES[1:]:
+        gone = tuple(c.name for c in CATEGORIES if c.group == group and c.name not in have)
+        if gone:
+            out[group] = gone
+    return out
+
+
+def _data_files(root: Path) -> list[str]:
+    """Every visible file under ``root`` but the marker (hidden files: ignored, as loaders do)."""
+    from cadsd.files import walk_files
+
+    return [rel for rel in walk_files(root)
+            if rel != SYNTH_MARKER and not any(p.startswith(".") for p in rel.split("/"))]
+
+
+def write_synth_marker(root: Path, settings: dict) -> Path:
+    """Write :data:`SYNTH_MARKER`: ``settings`` and the sha256 of every file now in ``root``."""
+    import json
+
+    from cadsd.files import atomic_write_text, sha256_file
+
+    doc = {**settings, "files": {rel: sha256_file(root / rel) for rel in _data_files(root)}}
+    return atomic_write_text(root / SYNTH_MARKER, json.dumps(doc, sort_keys=True) + "\n")
+
+
 def synth_settings(root: str | Path) -> dict | None:
-    """The settings a synthetic set was drawn with (its :data:`SYNTH_MARKER`), else None."""
+    """The settings a synthetic set was drawn with (its :data:`SYNTH_MARKER`), while its files
+    are the ones ``cadsd synth`` wrote (same names, same sha256); else None: an edited set is
+    data of its own, not "drawn by cadsd synth"."""
     import json
 
     marker = Path(root) / SYNTH_MARKER
@@ -179,4 +221,13 @@ def synth_settings(root: str | Path) -> dict | None:
         data = json.loads(marker.read_text()) if marker.is_file() else None
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        return None
+    from cadsd.files import sha256_file
+
+    root, files = Path(root), data["files"]
+    if set(_data_files(root)) != set(files):  # a file added or removed: no hashing needed
+        return None
+    if any(sha256_file(root / rel) != digest for rel, digest in files.items()):
+        return None
+    return {k: v for k, v in data.items() if k != "files"}

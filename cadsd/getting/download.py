@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cadsd.errors import CadsdError, DownloadError, LayoutError
-from cadsd.files import swap_into_place
+from cadsd.errors import CadsdError, DownloadError, LayoutError, short_message
+from cadsd.files import Output, check_output, replace_folder
 from cadsd.format.cache import real_dataset_dir
 from cadsd.format.layout import index, mask_path, resolve_root
+from cadsd.format.links import copy_dataset
 from cadsd.getting.archive import Limits, archive_kind, extract, safe_relpath
 from cadsd.getting.fetch import Offline, Policy, check_reachable, fetch_gdrive, fetch_url
 from cadsd.getting.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify, write_manifest
@@ -92,17 +93,18 @@ def _offline_message(err: Offline, stage: Path | None) -> str:
     )
 
 
-def _check_dest(dest: Path, force: bool) -> bool:
-    """True when ``dest`` already holds a verified download (nothing to do)."""
-    if dest.exists() and not dest.is_dir():
-        raise CadsdError(f"{dest} exists and is a file; pass another --dest")
-    if not dest.is_dir() or not any(dest.iterdir()) or force:
+def output(dest: str | Path, force: bool = False, sources: tuple[str | Path, ...] = ()) -> Output:
+    """The folder ``cadsd download`` writes: ``--force`` replaces only an earlier download (its
+    :data:`MANIFEST_NAME`), never a local source or a folder inside or around it."""
+    return Output.of(dest, MANIFEST_NAME, "`cadsd download`", option="--dest", force=force,
+                     sources=sources)
+
+
+def _already_there(out: Output) -> bool:
+    """True when ``out`` already holds a verified download (nothing to do without --force)."""
+    dest = out.path
+    if out.force or not dest.is_dir() or not (dest / MANIFEST_NAME).is_file():
         return False
-    if not (dest / MANIFEST_NAME).is_file():
-        raise CadsdError(
-            f"{dest} already exists and was not written by `cadsd download`; pass --force to "
-            "replace it, or another --dest"
-        )
     report = verify(dest)
     if not report.ok:
         raise CadsdError(
@@ -159,8 +161,8 @@ def _tree_stats(root: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def _place(tree: Path, dest: Path, label: str) -> Path:
-    """Find the dataset root in ``tree``, write its manifest, rename it to ``dest``."""
+def _place(tree: Path, out: Output, label: str) -> Path:
+    """Find the dataset root in ``tree``, write its manifest, rename it to ``out``."""
     try:
         root = resolve_root(tree)
         if not index(root):
@@ -168,7 +170,7 @@ def _place(tree: Path, dest: Path, label: str) -> Path:
     except LayoutError as err:
         raise DownloadError(f"{label} does not hold CAD-SD in the official layout: {err}") from err
     write_manifest(root, source=label)
-    return swap_into_place(root, dest)  # --force: the old copy is moved aside, then deleted
+    return replace_folder(root, out)  # --force: the old download is moved aside, then deleted
 
 
 def _fetch_tree(
@@ -200,9 +202,8 @@ def _fetch_tree(
                 f"got {sha256_file(value)}"
             )
         return extract(value, tree, limits)
-    if kind == "dir":
-        shutil.copytree(resolve_root(value), tree)
-        return tree
+    if kind == "dir":  # links that leave the folder are refused, never followed
+        return copy_dataset(resolve_root(value), tree)
     if not os.environ.get("HF_HUB_OFFLINE"):  # offline mode reads the local HF cache
         from huggingface_hub import constants
 
@@ -229,11 +230,10 @@ def download(
     cannot be fetched (offline: the message names ``--source PATH``) or is not CAD-SD, and
     :class:`CadsdError` when ``dest`` holds something else (``force`` replaces it).
     """
-    dest = real_dataset_dir(dest).absolute()
     kind, value = classify(source)
-    if kind == "dir" and Path(value).resolve().is_relative_to(dest.resolve()):
-        raise CadsdError(f"--source {value} is inside --dest {dest}; pick another destination")
-    if _check_dest(dest, force):
+    out = output(real_dataset_dir(dest), force, (value,) if kind in ("dir", "archive") else ())
+    dest = out.path
+    if _already_there(out):
         doc = read_manifest(dest)
         files = doc["files"]
         return DownloadResult(
@@ -243,6 +243,7 @@ def download(
             sum(m["size"] for m in files.values()),
             already_present=True,
         )
+    check_output(out)  # before anything is fetched or copied
     policy = policy or Policy()
     label = GDRIVE_URL if kind == "gdrive" and value == GDRIVE_FOLDER_ID else source
     kept = _stage_for(dest, kind, value) if kind in ("gdrive", "url") else None
@@ -250,7 +251,7 @@ def download(
         dest.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
         try:
-            _place(_fetch_tree(kind, value, kept, work, sha256, policy, limits), dest, label)
+            _place(_fetch_tree(kind, value, kept, work, sha256, policy, limits), out, label)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     except Offline as err:
@@ -261,7 +262,7 @@ def download(
                 kept.parent.rmdir()
         raise DownloadError(message) from None
     except OSError as err:  # disk full, permissions: the user's to fix, not a traceback
-        raise DownloadError(f"cannot write the dataset to {dest}: {err}") from err
+        raise DownloadError(f"cannot write the dataset to {dest}: {short_message(str(err))}") from err
     if kept is not None:
         # Placed: the fetched files moved into dest (gdrive) or are no longer needed (url).
         shutil.rmtree(kept, ignore_errors=True)

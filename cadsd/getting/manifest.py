@@ -8,13 +8,13 @@ re-hashes the tree later and names each file that changed, went missing or appea
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cadsd.errors import CadsdError
-from cadsd.files import atomic_write_text, sha256_file
+from cadsd.files import atomic_write_text, sha256_file, walk_files
+from cadsd.format.links import link_out
 
 MANIFEST_NAME = "cadsd-manifest.json"
 SCHEMA_VERSION = 1
@@ -23,15 +23,7 @@ _CHUNK = 1 << 20
 
 def _walk(root: Path) -> list[str]:
     """Every regular file under ``root`` (POSIX paths, sorted), except the manifest itself."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if rel != MANIFEST_NAME and path.is_file():
-                out.append(rel)
-    return sorted(out)
+    return [rel for rel in walk_files(root) if rel != MANIFEST_NAME]
 
 
 def write_manifest(root: str | Path, *, source: str = "") -> Path:
@@ -120,6 +112,9 @@ def verify(path: str | Path) -> VerifyReport:
             report.missing.append(rel)
             continue
         report.checked += 1
+        if link_out(target, root) is not None:  # now a link out of the dataset: never read
+            report.changed.append(rel)
+            continue
         if target.stat().st_size != meta.get("size") or sha256_file(target) != meta.get("sha256"):
             report.changed.append(rel)
     report.extra = sorted(present - set(expected))

@@ -8,7 +8,6 @@ it is synthetic, with its seed, and never claims to be the real CAD-SD.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +44,6 @@ BIBTEX = """@article{ishida2023sapatchcore,
   year    = {2023},
   url     = {https://ieeexplore.ieee.org/document/10007829}
 }"""
-_SYNTH_DIR = re.compile(r"seed(?P<seed>\d+)-(?P<counts>[a-z]+)-(?P<size>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -92,16 +90,14 @@ def measure(data: datasets.DatasetDict | str | Path) -> DatasetStats:
 
 
 def detect_provenance(path: str | Path) -> Provenance:
-    """Synthetic when the folder carries ``cadsd synth``'s marker (settings known), is a synth
-    cache entry, or has masks (the real CAD-SD has none); otherwise the real CAD-SD, with the
-    manifest's source if any."""
+    """Synthetic with its settings while the folder holds the files ``cadsd synth`` wrote (its
+    marker, :func:`cadsd.format.layout.synth_settings`); synthetic without settings when it has
+    masks (the real CAD-SD has none: an edited synthetic set, say, whatever its folder's name);
+    otherwise the real CAD-SD, with the manifest's source if any."""
     root = resolve_root(path)
     marker = synth_settings(root)
     if marker is not None:
         return Provenance("synthetic", marker.get("seed"), marker.get("counts"), marker.get("size"))
-    match = _SYNTH_DIR.match(root.name)
-    if match and root.parent.name == "synthetic":
-        return Provenance("synthetic", int(match["seed"]), match["counts"], int(match["size"]))
     if (root / MASK_DIR).is_dir() and any((root / MASK_DIR).rglob("*.png")):
         return Provenance("synthetic")
     source = read_manifest(root).get("source") if (root / MANIFEST_NAME).is_file() else None
@@ -284,7 +280,9 @@ print(test.features["category"].names)  # ['good', 'scratch', 'paint', 'over_cou
 ```
 
 With cadsd-bench: `cadsd download --source hf:{repo}` rebuilds the original folder layout,
-and `bench run --dataset hf:{repo}` benchmarks on it.
+and `bench run --dataset hf:{repo}` benchmarks on it. `cadsd.load("hf:{repo}")` decodes each
+image in its stored pixel order, as the official loader does (so masks match); plain
+`load_dataset` turns an image by its EXIF orientation tag, if it has one.
 
 ## Licence
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from cadsd.errors import CadsdError
 from cadsd.publishing.card import Provenance, card_for, detect_provenance, write_card
+from cadsd.publishing.repo_id import describe
 
 if TYPE_CHECKING:
     import datasets
@@ -162,40 +163,37 @@ def write_repo_folder(
 
     from cadsd.files import new_folder
 
-    try:
-        with new_folder(out) as staging:
-            files: list[str] = []
-            info = DatasetInfo(features=None, splits=SplitDict(), download_size=0, dataset_size=0)
-            for split, ds in dd.items():
-                nbytes = _estimate_nbytes(ds)
-                batch = get_writer_batch_size_from_features(ds.features) or (
-                    get_writer_batch_size_from_data_size(len(ds), nbytes)
-                )
-                n = shards[split]
-                for i in range(n):
-                    shard = ds.shard(num_shards=n, index=i, contiguous=True).with_format("arrow")
-                    shard = shard.map(
-                        embed_table_storage, batched=True, batch_size=batch, keep_in_memory=True
-                    ).with_format(**ds.format)
-                    rel = f"{DATA_DIR}/{split}-{i:05d}-of-{n:05d}.parquet"
-                    (staging / DATA_DIR).mkdir(exist_ok=True)
-                    shard.to_parquet(str(staging / rel), batch_size=batch)
-                    info.download_size += (staging / rel).stat().st_size
-                    files.append(rel)
-                info.features = ds.features
-                info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
-                info.dataset_size += nbytes
-            info.size_in_bytes = info.download_size + info.dataset_size
-            info.config_name = "default"
-            data = DatasetCardData()
-            DatasetInfosDict({"default": info}).to_dataset_card_data(data)
-            configs = {"data_files": [{"split": s, "path": f"{DATA_DIR}/{s}-*"} for s in dd]}
-            MetadataConfigs({"default": configs}).to_dataset_card_data(data)
-            pushed = DatasetCard(f"---\n{data}\n---\n")
-            write_card(merge_card(card, pushed), staging / "README.md")
-            files.append("README.md")
-    except FileExistsError as err:
-        raise CadsdError(str(err)) from None
+    with new_folder(out) as staging:
+        files: list[str] = []
+        info = DatasetInfo(features=None, splits=SplitDict(), download_size=0, dataset_size=0)
+        for split, ds in dd.items():
+            nbytes = _estimate_nbytes(ds)
+            batch = get_writer_batch_size_from_features(ds.features) or (
+                get_writer_batch_size_from_data_size(len(ds), nbytes)
+            )
+            n = shards[split]
+            for i in range(n):
+                shard = ds.shard(num_shards=n, index=i, contiguous=True).with_format("arrow")
+                shard = shard.map(
+                    embed_table_storage, batched=True, batch_size=batch, keep_in_memory=True
+                ).with_format(**ds.format)
+                rel = f"{DATA_DIR}/{split}-{i:05d}-of-{n:05d}.parquet"
+                (staging / DATA_DIR).mkdir(exist_ok=True)
+                shard.to_parquet(str(staging / rel), batch_size=batch)
+                info.download_size += (staging / rel).stat().st_size
+                files.append(rel)
+            info.features = ds.features
+            info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds)))
+            info.dataset_size += nbytes
+        info.size_in_bytes = info.download_size + info.dataset_size
+        info.config_name = "default"
+        data = DatasetCardData()
+        DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+        configs = {"data_files": [{"split": s, "path": f"{DATA_DIR}/{s}-*"} for s in dd]}
+        MetadataConfigs({"default": configs}).to_dataset_card_data(data)
+        pushed = DatasetCard(f"---\n{data}\n---\n")
+        write_card(merge_card(card, pushed), staging / "README.md")
+        files.append("README.md")
     return files
 
 
@@ -213,8 +211,9 @@ def push(
 ) -> PushResult:
     """Publish the dataset (``source``: ``synthetic``, a folder or a saved dataset; default the
     downloaded CAD-SD) to ``repo_id``, data first, then the card merged into its README."""
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise CadsdError(f"--repo-id {repo_id!r}: write ORG/NAME, e.g. my-org/cad-sd")
+    problem = describe(repo_id)
+    if problem is not None:  # before any data is built or written
+        raise CadsdError(problem)
     if source is None:
         from cadsd.format.cache import real_dataset_dir
 

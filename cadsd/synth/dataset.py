@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cadsd.errors import CadsdError
-from cadsd.files import swap_into_place
+from cadsd.files import Output, marker_files, output_folder
 from cadsd.format import cache, layout
 from cadsd.synth import anomalies, render
 from cadsd.synth.scene import Scene, sample_scene
@@ -109,17 +107,37 @@ def _check_counts(counts: str) -> dict[tuple[str, str], int]:
     return COUNTS[counts]
 
 
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+def _expected_files(counts: str) -> set[str]:
+    """Every file ``cadsd synth --counts counts`` writes, besides its marker."""
+    out = set()
+    for (split, category), total in COUNTS[counts].items():
+        folder = layout.BY_NAME[category].folder
+        for index in range(total):
+            name = _file_name(index, total)
+            out.add(f"{split}/{folder}/{name}")
+            if split == "test" and layout.BY_NAME[category].label != "normal":
+                out.add(layout.mask_path(Path(), folder, Path(name)).as_posix())
+    return out
 
 
-def _install(staging: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished ``staging`` folder to ``out`` (replacing it only with ``overwrite``)."""
-    if out.exists() and not _is_empty_dir(out) and not overwrite:
-        raise CadsdError(f"{out} appeared while generating; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        out.unlink()
-    swap_into_place(staging, out)
+def _owned(folder: Path) -> set[str] | None:
+    """The files an earlier ``cadsd synth`` wrote into ``folder``: its marker's list, or for a
+    marker written before the list existed, the files its counts give (names are fixed)."""
+    listed = marker_files(folder, layout.SYNTH_MARKER)
+    if listed is not None:
+        return listed
+    try:
+        doc = json.loads((folder / layout.SYNTH_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(doc, dict) and doc.get("generator") == "cadsd synth" and doc.get("counts") in COUNTS:
+        return _expected_files(doc["counts"])
+    return None
+
+
+def output(out: str | Path, overwrite: bool = False) -> Output:
+    """The folder ``cadsd synth`` writes: ``--force`` replaces only an earlier synth set."""
+    return Output.of(out, layout.SYNTH_MARKER, "`cadsd synth`", force=overwrite, owned=_owned)
 
 
 def generate(
@@ -136,18 +154,14 @@ def generate(
 
     Layout: ``train/0_good``, ``test/<folder>`` for the five categories of
     :data:`cadsd.format.layout.CATEGORIES`, and ``ground_truth/<folder>/<stem>_mask.png`` (0/255) for
-    the four anomaly folders. A non-empty ``out`` is refused unless ``overwrite``.
+    the four anomaly folders. A non-empty ``out`` is refused unless ``overwrite``, and even then
+    unless an earlier ``cadsd synth`` wrote it (:func:`output`).
     """
     plan = _check_counts(counts)
     if size < 32:
         raise CadsdError(f"--size {size} is too small; use at least 32 (the paper's input is 256)")
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not _is_empty_dir(out) and not overwrite:
-        what = "a file" if not out.is_dir() else "not empty"
-        raise CadsdError(f"{out} is {what}; choose another --out or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    target = output(out, overwrite)
+    with output_folder(target) as staging:
         for split, folders in layout.SPLIT_FOLDERS.items():
             for folder in folders:
                 (staging / split / folder).mkdir(parents=True)
@@ -155,14 +169,10 @@ def generate(
                     (staging / layout.MASK_DIR / folder).mkdir(parents=True, exist_ok=True)
         jobs = [(s, c, i, plan[(s, c)]) for s, c, i in _jobs(plan)]
         chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-        _run(chunks, str(staging), seed, size, workers or os.cpu_count() or 1, progress, out)
-        marker = staging / layout.SYNTH_MARKER
-        marker.write_text(json.dumps(settings(seed, counts, size), sort_keys=True) + "\n")
-        _install(staging, out, overwrite)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out
+        _run(chunks, str(staging), seed, size, workers or os.cpu_count() or 1, progress,
+             target.path)
+        layout.write_synth_marker(staging, settings(seed, counts, size))
+    return target.path
 
 
 def _run(

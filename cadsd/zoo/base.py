@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cadsd.errors import LayoutError
+from cadsd.errors import LayoutError, LinkError
 from cadsd.format.images import MASK_THRESHOLD, binary_mask  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
@@ -88,9 +88,16 @@ class Benchmark:
 
     def samples(self, root: Path, category: str) -> list[Sample]:
         """The category's images in sorted order, checked: train holds normal images only,
-        the test split both kinds, every anomalous image of a masked benchmark a mask."""
+        the test split both kinds, every anomalous image of a masked benchmark a mask, and no
+        image or mask is a link leaving ``root``."""
+        from cadsd.format.links import Inside
+
         folder = self.category_dir(root, category)
         samples = sorted(self.index(folder, category), key=lambda s: (s.split, s.file_name))
+        check_inside = Inside(root)
+        for s in samples:  # a link that leaves the dataset is never read (LinkError)
+            for path in (s.path, *s.masks):
+                check_inside(path)
         where = f"{self.name}:{category} ({folder})"
         if not any(s.split == "train" for s in samples):
             raise LayoutError(f"{where}: no training images")
@@ -129,7 +136,9 @@ class Benchmark:
 
 def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
     """One category as a DatasetDict (train, test) with the benchmark's features."""
-    from datasets import ClassLabel, DatasetDict, Features, Image, Value
+    from datasets import ClassLabel, DatasetDict, Features, Value
+
+    from cadsd.format.hf_image import StoredImage as Image  # stored pixel order, no EXIF turn
 
     samples = bench.samples(root, category)
     with_mask = any(s.masks for s in samples)
@@ -234,7 +243,7 @@ def check_copy(bench: Benchmark, root: Path) -> tuple[dict[str, tuple[int, int]]
     for cat in found:
         try:
             samples = bench.samples(root, cat)
-        except LayoutError as err:
+        except (LayoutError, LinkError) as err:
             problems.append(str(err))
             continue
         problems += count_report(bench, root, cat, samples)

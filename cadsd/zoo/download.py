@@ -15,11 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cadsd.errors import CadsdError, DownloadError, LayoutError
-from cadsd.files import sha256_file, swap_into_place
+from cadsd.errors import CadsdError, DownloadError, LayoutError, short_message
+from cadsd.files import check_output, replace_folder, sha256_file
 from cadsd.format.cache import cache_root
+from cadsd.format.links import copy_dataset
 from cadsd.getting.archive import Limits, archive_kind, extract
-from cadsd.getting.download import _stage_for
+from cadsd.getting.download import _stage_for, output
 from cadsd.getting.fetch import Offline, Policy, fetch_url
 from cadsd.getting.manifest import MANIFEST_NAME, write_manifest
 from cadsd.zoo.base import Benchmark, check_copy
@@ -68,14 +69,13 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
              limits: Limits | None = None) -> tuple[Path, list[str]]:
     """Fetch or import ``bench`` into ``dest``; returns the folder and the count differences
     from the published numbers (empty when they all agree)."""
-    dest = benchmark_dir(bench, dest).absolute()
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        if (dest / MANIFEST_NAME).is_file():
-            return dest, check_copy(bench, dest)[1]
-        raise CadsdError(f"{dest} exists and was not written by `cadsd download`; pass --force "
-                         "to replace it, or another --dest")
     given_url = source if source and source.startswith(("http://", "https://")) else None
     local = Path(source).expanduser() if source and given_url is None else None
+    out = output(benchmark_dir(bench, dest), force, (local,) if local is not None else ())
+    dest = out.path
+    if not force and (dest / MANIFEST_NAME).is_file():
+        return dest, check_copy(bench, dest)[1]
+    check_output(out)  # before anything is fetched or copied
     urls = (given_url,) if given_url else bench.urls
     if local is None and not urls:
         raise CadsdError(f"{bench.title} has no public download: pass --source PATH")
@@ -86,8 +86,8 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
     try:
         if local is not None:
             if local.is_dir():
-                tree = work / "tree"
-                shutil.copytree(bench.find_root(local), tree)
+                # links that leave the folder are refused, never followed
+                tree = copy_dataset(bench.find_root(local), work / "tree")
             elif archive_kind(local) is None:
                 raise DownloadError(f"{local} is neither a folder nor a .zip/.tar archive")
             else:
@@ -100,7 +100,7 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
             tree = extract(archive, work / "tree", limits)
         root = bench.find_root(tree)
         write_manifest(root, source=str(local or url))
-        swap_into_place(root, dest)
+        replace_folder(root, out)
     except Offline as err:
         raise DownloadError(
             f"{err}. This machine looks offline, or the site is blocked. Download {url} "
@@ -109,6 +109,9 @@ def download(bench: Benchmark, source: str | None = None, dest: str | Path | Non
         ) from None
     except LayoutError as err:
         raise DownloadError(f"{local or url} does not hold {bench.title}: {err}") from None
+    except OSError as err:  # disk full, permissions: the user's to fix, not a traceback
+        raise DownloadError(f"cannot write {bench.title} to {dest}: "
+                            f"{short_message(str(err))}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if kept is not None:

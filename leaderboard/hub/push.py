@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cadsd.publishing.repo_id import MAX_NAME, describe, repo_id_problem
 from leaderboard.errors import BenchError, UsageError
 from leaderboard.hub import cards
 from leaderboard.records import RECORDS_DIR, Record, parse_record, scan_records
@@ -33,7 +34,6 @@ from leaderboard.reporting.results_csv import results_frame
 MANIFEST = "cadsd-bench-push.json"
 MANIFEST_FORMAT = "cadsd-bench/push"
 MODEL_FILE = "model.safetensors"
-_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -55,12 +55,10 @@ class PushResult:
 
 
 def check_repo_id(repo_id: str, option: str = "--repo-id") -> str:
-    """``ORG/NAME`` with the Hub's characters, or a UsageError naming the fix."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_REPO_NAME.match(p) for p in parts) or "--" in repo_id \
-            or ".." in repo_id or len(parts[1]) > 96:
-        raise UsageError(f"{option} {repo_id!r}: write ORG/NAME (letters, digits, '-', '_', '.'; "
-                         "no '--' or '..'; name up to 96 characters), e.g. my-lab/cadsd-run1")
+    """``ORG/NAME`` by the Hub's rule (:func:`cadsd.publishing.repo_id.repo_id_problem`, the
+    one shared with `cadsd push`), or a UsageError naming the fix."""
+    if repo_id_problem(repo_id) is not None:
+        raise UsageError(describe(repo_id, option))
     return repo_id
 
 
@@ -73,12 +71,29 @@ def split_hf(spec: str, option: str) -> tuple[str, str | None]:
 
 
 def model_repo_id(repo_id: str, record: Record) -> str:
-    """The model repo of one cell: ``ORG/NAME-<cell>`` (``--`` and odd characters squeezed,
-    cut to the Hub's 96 characters)."""
+    """The model repo of one cell: ``ORG/NAME-<cell>`` (``--`` and odd characters squeezed).
+    A name over the Hub's 96 characters is cut and ends in ``-`` + the first 8 hex digits of
+    the sha256 of the full cell id, so cells that differ only in what was cut (the seed, say)
+    never share a repo."""
     org, name = repo_id.split("/")
     slug = re.sub(r"[^A-Za-z0-9._]+|__+", "-", f"{name}-{record.cell.id}").strip("-.")
     slug = re.sub(r"-{2,}", "-", re.sub(r"\.{2,}", ".", slug))
-    return f"{org}/{slug[:96].rstrip('-.')}"
+    if len(slug) > MAX_NAME:
+        tag = hashlib.sha256(record.cell.id.encode()).hexdigest()[:8]
+        slug = f"{slug[:MAX_NAME - len(tag) - 1].rstrip('-.')}-{tag}"
+    return f"{org}/{slug}"
+
+
+def _model_repo(repo_id: str, record: Record, taken: dict[str, str]) -> str:
+    """:func:`model_repo_id` of ``record``, checked: a UsageError (before anything is written)
+    when the Hub would refuse it or another cell (in ``taken``: repo -> cell) already has it,
+    as one model would overwrite the other."""
+    mid = model_repo_id(repo_id, record)
+    if mid in taken:
+        raise UsageError(f"--models: cells {taken[mid]} and {record.cell.id} would both be "
+                         f"pushed to {mid}; pick a shorter --repo-id")
+    taken[mid] = record.cell.id
+    return check_repo_id(mid, f"--models: the model repo of {record.cell.id}")
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -156,6 +171,7 @@ def build(run_dir: str | Path, repo_id: str, *, models: bool = False,
     records, files = _public_records(run_dir)
     warnings: list[str] = []
     model_repos: list[Repo] = []
+    taken: dict[str, str] = {}  # model repo -> the cell pushed there
     if models:
         for r in records:
             saved = r.model.saved if r.ok and r.model else None
@@ -163,7 +179,7 @@ def build(run_dir: str | Path, repo_id: str, *, models: bool = False,
                 if r.ok:
                     warnings.append(f"{r.cell.id}: no saved model (run with --save-models)")
                 continue
-            mid = model_repo_id(repo_id, r)
+            mid = _model_repo(repo_id, r, taken)
             weights = r.backbone.weights
             if weights not in (None, "imagenet", "none"):
                 warnings.append(f"{mid}: fitted on the backbone weights file "
@@ -193,16 +209,13 @@ def write_dry_run(repos: list[Repo], out: str | Path) -> Path:
     empty), through a staging folder renamed into place."""
     from cadsd.files import new_folder
 
-    try:
-        with new_folder(out) as staging:
-            for repo in repos:
-                for rel, data in repo.files.items():
-                    path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
-                repo.status = "written"
-    except FileExistsError as err:
-        raise BenchError(str(err)) from None
+    with new_folder(out) as staging:
+        for repo in repos:
+            for rel, data in repo.files.items():
+                path = staging / f"{repo.repo_type}s" / repo.repo_id / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            repo.status = "written"
     return Path(out).expanduser().absolute()
 
 

@@ -72,7 +72,10 @@ def test_card_of_a_synthetic_set_says_so(make_layout, tmp_path, monkeypatch):
     monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
     root = make_layout(tmp_path / "cache" / "synthetic", masks=True, name="seed7-small-64")
     text = str(card_for(root))
-    assert "This is a SYNTHETIC dataset, not the real CAD-SD" in text and "seed 7" in text
+    # masks: synthetic; but `cadsd synth` did not write these files, whatever the folder's
+    # name says, so no seed is claimed (issue 33)
+    assert "This is a SYNTHETIC dataset, not the real CAD-SD" in text
+    assert "seed 7" not in text and "seed not recorded" in text
     assert "image-segmentation" in _meta(text)["task_categories"]
     assert "synthetic" in _meta(text)["tags"] and "`mask`" in text
     assert "CAD-SD, the Co-occurrence" not in text  # never presented as the real dataset
@@ -240,3 +243,22 @@ def test_card_cli_writes_the_file(make_layout, tmp_path, capsys):
     assert code == 0
     assert _meta((tmp_path / "README.md").read_text())["license"] == "cc0-1.0"
     assert Provenance().kind == "cadsd"
+
+
+@pytest.mark.parametrize("repo_id", ["org/cad-sd.git", "org/cad-sd.ipynb", "org/-x", "org/x-",
+                                     "org/.x", "org/a--b", "org/a..b", "org/" + "x" * 97,
+                                     "org/čad", "cad-sd", "a/b/c"])
+def test_push_refuses_repo_ids_the_hub_refuses(make_layout, tmp_path, capsys, repo_id):
+    root = make_layout(tmp_path)
+    code, text = run_cli(["push", "--repo-id", repo_id, "--source", str(root), "--dry-run",
+                          str(tmp_path / "dry")], capsys)
+    assert code == 1 and "--repo-id" in text and not (tmp_path / "dry").exists()
+
+
+def test_one_repo_id_rule_for_both_tools() -> None:
+    from cadsd.publishing.repo_id import repo_id_problem
+    from leaderboard.hub import push as bench_push
+
+    assert repo_id_problem("org/cad-sd") is None and repo_id_problem("org/" + "x" * 96) is None
+    assert "'.git'" in repo_id_problem("org/cad-sd.git")
+    assert bench_push.repo_id_problem is repo_id_problem

@@ -101,9 +101,14 @@ def test_refuses_non_empty_out_and_overwrites_with_force(small: Path, tmp_path: 
     (out / "keep.txt").write_text("mine")
     with pytest.raises(CadsdError, match="--force"):
         generate(out, counts="small", size=SIZE, workers=1, progress=False)
+    # --force replaces only a folder `cadsd synth` wrote: never the user's own
+    with pytest.raises(CadsdError, match="cadsd synth"):
+        generate(out, counts="small", size=SIZE, workers=1, progress=False, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
-    generate(out, counts="small", size=SIZE, workers=1, progress=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and is_complete(out, "small")
+    (out / "keep.txt").unlink()
+    generate(out, counts="small", size=SIZE, workers=1, progress=False)
+    generate(out, seed=1, counts="small", size=SIZE, workers=1, progress=False, overwrite=True)
+    assert is_complete(out, "small") and layout.synth_settings(out)["seed"] == 1
     with pytest.raises(CadsdError, match="unknown counts"):
         generate(tmp_path / "x", counts="huge", progress=False)
 
@@ -174,6 +179,31 @@ def test_ensure_synthetic_uses_cache(tmp_path: Path, monkeypatch) -> None:
     assert ensure_synthetic(seed=3, counts="small", size=64, progress=False) == path
     assert is_complete(path, "small")
     assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []
+
+
+def test_a_cached_set_from_before_the_file_list_is_redrawn(tmp_path: Path, monkeypatch) -> None:
+    """A marker without its file list (written before issue 33): the files a synth set of its
+    counts holds are the tool's, so the cache is redrawn; a file synth never writes blocks it."""
+    import json
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    path = ensure_synthetic(seed=3, counts="small", size=64, progress=False)
+    marker = path / layout.SYNTH_MARKER
+
+    def forget_files() -> None:
+        doc = json.loads(marker.read_text())
+        doc.pop("files")
+        marker.write_text(json.dumps(doc))
+
+    forget_files()
+    assert layout.synth_settings(path) is None  # unverifiable: not "drawn by cadsd synth"
+    assert ensure_synthetic(seed=3, counts="small", size=64, progress=False) == path
+    assert layout.synth_settings(path)["seed"] == 3
+    forget_files()
+    (path / "train" / "0_good" / "mine.jpg").write_bytes(b"x")
+    with pytest.raises(CadsdError, match="mine.jpg"):
+        ensure_synthetic(seed=3, counts="small", size=64, progress=False)
+    assert (path / "train" / "0_good" / "mine.jpg").read_bytes() == b"x"
 
 
 def test_cli_generate_refuse_force_and_audit(tmp_path: Path, capsys) -> None:

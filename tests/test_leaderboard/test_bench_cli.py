@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import run_bench
 from harness_fixtures import COUNTS, DUMMY, DUMMY_TRAINED, EXPLODING, write_layout
 
-from leaderboard.records import read_record
 from leaderboard.methods import METHODS, resolve
+from leaderboard.records import read_record
 from leaderboard.running import choices, data
 
 
@@ -106,7 +106,9 @@ def test_auto_dataset_says_which(tmp_path: Path, root: Path,
     import cadsd.synth
 
     monkeypatch.setattr(cadsd.synth, "ensure_synthetic", lambda **kw: root)
-    (root / "cadsd-synth.json").write_text('{"seed": 0, "render_version": 1}')
+    from cadsd.format.layout import write_synth_marker
+
+    write_synth_marker(root, {"seed": 0, "render_version": 1})  # as `cadsd synth` writes it
     lines: list[str] = []
     picked = data.resolve("auto", lines.append)
     assert picked.kind == "synthetic" and picked.source == str(root)

@@ -303,3 +303,46 @@ def test_a_pushed_model_file_holds_no_local_path(tmp_path):
     clean = tmp_path / "clean.safetensors"
     save_file(tensors, str(clean), metadata={"class": "x:Y"})
     assert _public_model(clean.read_bytes()) == clean.read_bytes()
+
+
+BAD_REPO_IDS = ["lab/run.git", "lab/run.ipynb", "lab/-run", "lab/run-", "lab/.run", "lab/run.",
+                "lab/r--un", "lab/r..un", "lab/" + "r" * 97, "lab/rün", "lab/r un", "run",
+                "a/b/c", "-lab/run", "lab/"]
+
+
+@pytest.mark.parametrize("repo_id", BAD_REPO_IDS)
+def test_push_refuses_repo_ids_the_hub_refuses(runs, tmp_path, capsys, repo_id):
+    from cli_helpers import run_bench
+
+    code, text = run_bench(capsys, "push", str(runs["c"]), "--repo-id", repo_id,
+                           "--dry-run", str(tmp_path / "dry"))
+    assert code == 2 and "--repo-id" in text and not (tmp_path / "dry").exists()
+
+
+def test_push_accepts_the_longest_valid_repo_id(runs, tmp_path):
+    from leaderboard.hub.push import check_repo_id
+
+    for good in ("lab-a/run1", "Lab_a/run.v2", "org/" + "r" * 96, "my-lab/cadsd-run1"):
+        assert check_repo_id(good) == good
+
+
+def test_model_repos_of_long_names_stay_distinct_and_valid(runs):
+    from leaderboard.hub.push import check_repo_id
+
+    long_id = "lab-a/" + "r" * 90  # cutting to 96 characters used to drop the seed
+    repos, _ = build(runs["a"], long_id, models=True)
+    models = [r.repo_id for r in repos[1:]]
+    assert len(models) == len(set(models)) == 2
+    assert all(check_repo_id(m) == m and len(m.split("/")[1]) <= 96 for m in models)
+    short = [r.repo_id for r in build(runs["a"], "lab-a/run1", models=True)[0][1:]]
+    assert sorted(short) == ["lab-a/run1-cadsd-dummy-seed0", "lab-a/run1-cadsd-dummy-seed1"]
+
+
+def test_two_cells_on_one_model_repo_are_refused_before_writing(runs, tmp_path, capsys,
+                                                                monkeypatch):
+    from cli_helpers import run_bench
+
+    monkeypatch.setattr("leaderboard.hub.push.model_repo_id", lambda repo_id, record: "lab/x")
+    code, text = run_bench(capsys, "push", str(runs["a"]), "--repo-id", "lab/run", "--models",
+                           "--dry-run", str(tmp_path / "dry"))
+    assert code == 2 and "lab/x" in text and not (tmp_path / "dry").exists()

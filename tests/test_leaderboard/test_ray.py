@@ -23,8 +23,8 @@ def cluster():
     """One local Ray instance for these tests, started as `bench run` starts it: its workers
     import the outside methods (this folder's, by import path) through the PYTHONPATH that
     ``ray_pythonpath`` derives from the loaded modules, not one set by hand."""
-    from leaderboard.methods.outside import ray_pythonpath
     from leaderboard.methods import resolve
+    from leaderboard.methods.outside import ray_pythonpath
     from leaderboard.running.runner import ray_session as session
 
     names, reg = resolve(f"{DUMMY},{DYING}")

@@ -18,8 +18,8 @@ from leaderboard.records import (
     parse_record,
     read_record,
 )
-from leaderboard.reporting.results_csv import render_csv
 from leaderboard.reporting.report import render_markdown
+from leaderboard.reporting.results_csv import render_csv
 
 #: records written by stop 10's code (schema version 1) on the synthetic CAD-SD by
 #: `make bench`, per-image scores cut to one image per type, and the leaderboard that code

@@ -15,8 +15,8 @@ from harness_fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layo
 from sklearn.metrics import roc_auc_score
 
 from leaderboard.records import Record
-from leaderboard.reporting.results_csv import render_csv
 from leaderboard.reporting.report import render_markdown
+from leaderboard.reporting.results_csv import render_csv
 from leaderboard.running import runner
 from leaderboard.running.progress import Reporter
 
