@@ -16,7 +16,7 @@ group average: the mean of its per-type AUROCs, as :mod:`leaderboard.running.met
 
 Identical scores give a difference of exactly 0, the CI [0, 0] and p = 1. A variance of 0 with
 a non-zero difference (e.g. a perfect method against a constant one) gives p = 0. A p-value
-needs at least two images in every stratum (else None).
+needs at least two images in every stratum it uses (else None).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Difference:
     auroc_a: float
     auroc_b: float
     ci: Interval
-    p_value: float | None  # None: a stratum with fewer than two images
+    p_value: float | None  # None: a stratum of the subset has fewer than two images
     excludes_zero: bool  # the CI does not contain 0
     n_normal: int
     n_anomaly: int
@@ -185,7 +185,6 @@ def paired_differences(
     draw.check(d)
     # (R,) weighted wins of K_A - K_B per type: identical methods give exact zeros
     boot = {c: ((draw.types[c] @ (ka - kb)) * draw.normal).sum(1) for c, (ka, kb) in kern.items()}
-    strata_ok = n0 > 1 and all(p.shape[1] > 1 for p in pos.values())
 
     def row(members: list[str], point: tuple[float, float], diff: float, boot_diff: np.ndarray,
             p_value: float | None) -> Difference:
@@ -200,7 +199,7 @@ def paired_differences(
         b = sum(float(kern[c][1].sum()) for c in members) / n_pairs
         diff = sum(float((kern[c][0] - kern[c][1]).sum()) for c in members) / n_pairs
         p_value = None
-        if strata_ok:
+        if n0 > 1 and n_pairs > n0:  # two or more images on each side
             v10, v01 = placements(np.concatenate([pos[c] for c in members], axis=1), neg)
             d10, d01 = v10[0] - v10[1], v01[0] - v01[1]
             p_value = _test(diff, _var(d10) / d10.size + _var(d01) / n0)[1]
@@ -213,7 +212,7 @@ def paired_differences(
         point = (sum(r.auroc_a for r in per_type) / t, sum(r.auroc_b for r in per_type) / t)
         wins = sum(boot[c] / (pos[c].shape[1] * n0) for c in members) / t
         p_value = None
-        if strata_ok:
+        if n0 > 1 and all(pos[c].shape[1] > 1 for c in members):
             var, shared = 0.0, np.zeros(n0)
             for c in members:
                 v10, v01 = placements(pos[c], neg)

@@ -191,6 +191,19 @@ def test_a_clear_winner_is_marked_and_a_constant_method_has_no_nan() -> None:
     assert mixed.all.difference > 0 and mixed.all.p_value < 0.05 and mixed.all.excludes_zero
 
 
+def test_a_type_of_one_image_has_a_ci_but_no_p_value() -> None:
+    a, b, y, cats, groups, files = _data()
+    keep = (cats != "lacking") | (np.cumsum(cats == "lacking") == 1)  # one lacking image left
+    g = [x for x, k in zip(groups, keep) if k]
+    f = [x for x, k in zip(files, keep) if k]
+    r = paired_differences(a[keep], b[keep], y[keep], cats[keep], g, files_a=f, files_b=f,
+                           resamples=100)
+    assert r.category["lacking"].n_anomaly == 1 and r.category["lacking"].p_value is None
+    assert r.average["co_occurrence"].p_value is None
+    assert r.group["co_occurrence"].p_value is not None and r.all.p_value is not None
+    assert r.category["paint"].p_value is not None
+
+
 def test_rows_of_different_images_are_not_paired() -> None:
     a, b, y, cats, groups, files = _data()
     other = list(files)
