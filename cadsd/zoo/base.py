@@ -7,6 +7,8 @@ it. Each category becomes its own dataset: ``image`` (the original file's bytes)
 ClassLabel[normal, anomaly], ``category`` ClassLabel[good, <its defect types>], ``group``
 ClassLabel[normal, <the benchmark's groups>], ``file_name`` (relative to the category folder)
 and ``mask`` where the benchmark has masks (the union of an image's masks), in sorted order.
+MVTec LOCO AD adds ``regions``: each mask file of an image on its own, with its defect and
+saturation fraction (:mod:`cadsd.zoo.loco`), for the sPRO metric.
 """
 
 from __future__ import annotations
@@ -153,8 +155,30 @@ def build(bench: Benchmark, root: Path, category: str) -> datasets.DatasetDict:
     from cadsd.format.hf import split_dataset
 
     mask_of = (lambda s: union_mask(s.masks) if s.masks else None) if with_mask else None
-    return DatasetDict({split: split_dataset([s for s in samples if s.split == split], feats,
-                                             mask_of) for split in ("train", "test")})
+    regions_of = _regions_reader(bench, root, category)
+    out = {}
+    for split in ("train", "test"):
+        rows = [s for s in samples if s.split == split]
+        ds = split_dataset(rows, feats, mask_of)
+        if regions_of is not None:
+            from cadsd.zoo.loco import regions_feature
+
+            ds = ds.add_column("regions", [regions_of(s) for s in rows],
+                               feature=regions_feature())
+        out[split] = ds
+    return DatasetDict(out)
+
+
+def _regions_reader(bench: Benchmark, root: Path, category: str) -> Callable | None:
+    """MVTec LOCO AD only: ``sample -> [region, ...]`` (each mask file on its own, with its
+    defect and saturation fraction, for sPRO: :mod:`cadsd.zoo.loco`); None elsewhere."""
+    if bench.layout != "mvtec_loco":
+        return None
+    from cadsd.zoo.loco import CONFIG_NAME, read_defects_config, region
+
+    folder = bench.category_dir(root, category)
+    config = read_defects_config(folder)
+    return lambda s: [region(p, config, folder / CONFIG_NAME) for p in s.masks]
 
 
 def union_mask(paths: tuple[Path, ...]) -> dict:

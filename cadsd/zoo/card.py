@@ -47,13 +47,18 @@ def benchmark_card(bench: Benchmark, category: str, dd: datasets.DatasetDict,
         pretty_name=f"{bench.title}: {category}",
     )
     repo = repo_id or "ORG/NAME"
+    regions = ("" if "regions" not in dd["test"].column_names else
+               "\n`regions` keeps each mask file of an image on its own (`mask`, as stored), with "
+               "its `defect` and `saturation` (the defect's sPRO saturation threshold from "
+               "`defects_config.json`, as a fraction of the region's area); empty for normal "
+               "images.")
     body = f"""
 # {bench.title}: {category}
 
 One category of {bench.title} ({bench.citation}), in the columns of cadsd-bench: `image` (the
 original file's bytes), `label` (normal / anomaly), `category` (the defect type, `good` for
 normal images), `group` ({', '.join(('normal', *bench.groups))}), `file_name` (relative to the
-category folder) and `mask` (the union of an image's ground-truth masks, None for normal images).
+category folder) and `mask` (the union of an image's ground-truth masks, None for normal images).{regions}
 
 **Licence: {bench.license}.** This copy keeps the original licence; read its terms before use.
 {f"Note: {bench.notes}." if bench.notes else ""}

@@ -6,9 +6,11 @@ Per category folder:
 * BTAD: ``train/ok``, ``test/ok``, ``test/ko``, ``ground_truth/ko/<stem>.<any image suffix>``;
 * MVTec LOCO AD: ``train/good``, ``validation/good``, ``test/good``,
   ``test/logical_anomalies``, ``test/structural_anomalies`` and
-  ``ground_truth/<type>/<stem>/<k>.png`` (one or more masks per image). The validation images
-  are normal images meant for model selection; a fixed benchmark does not select, so they are
-  not used (neither trained on nor scored);
+  ``ground_truth/<type>/<stem>/<k>.png`` (one or more masks per image, one per defect region,
+  whose grey value names the defect in the category's ``defects_config.json``, which is
+  required: :mod:`cadsd.zoo.loco`). The validation images are normal images meant for model
+  selection; a fixed benchmark does not select, so they are not used (neither trained on nor
+  scored);
 * AITEX and any other folder in MVTec AD's layout (a generic import): ``train/good``,
   ``test/<defect>`` and, optionally, ``ground_truth/<defect>/<stem>_mask.png``: when a
   ``ground_truth/`` folder exists, every anomalous image needs its mask (masks are never
@@ -91,6 +93,9 @@ def index_btad(folder: Path, category: str) -> list[Sample]:
 
 
 def index_mvtec_loco(folder: Path, category: str) -> list[Sample]:
+    from cadsd.zoo.loco import read_defects_config
+
+    read_defects_config(folder)  # its masks mean nothing without it: checked before any work
     out = [Sample(p, _rel(p, folder), "train", "good", "normal", "normal")
            for p in images_in(folder / "train" / "good")]
     gt = folder / "ground_truth"

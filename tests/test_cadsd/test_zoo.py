@@ -4,6 +4,7 @@ offline behaviour, `cadsd download --source`, and AU-PRO against a plain referen
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -54,6 +55,21 @@ def write_btad(root: Path) -> Path:
     return root
 
 
+#: the fixture's defects_config.json, in the published format: 000.png of every anomalous
+#: image is an 8x8 region of pixel value 255 (relative saturation: the whole region), 001.png a
+#: 16x16 region of value 254 (absolute: 64 of its 256 pixels, i.e. a fraction of 0.25)
+LOCO_DEFECTS = [
+    {"defect_name": "missing_almonds", "pixel_value": 255, "saturation_threshold": 1.0,
+     "relative_saturation": True},
+    {"defect_name": "box_damaged", "pixel_value": 254, "saturation_threshold": 64,
+     "relative_saturation": False},
+]
+
+
+def _loco_mask(path: Path, box: tuple[int, int, int, int], value: int) -> None:
+    write_image(path, (square_mask(SIZE, box) > 0).astype(np.uint8) * np.uint8(value))
+
+
 def write_loco(root: Path) -> Path:
     seed = 200
     cat = root / "breakfast_box"
@@ -65,8 +81,10 @@ def write_loco(root: Path) -> Path:
     for kind in ("logical_anomalies", "structural_anomalies"):
         for i in range(2):
             _image(cat / "test" / kind / f"{i:03d}.png", seed := seed + 1)
-            _mask(cat / "ground_truth" / kind / f"{i:03d}" / "000.png", (0, 0, 8, 8))
-            _mask(cat / "ground_truth" / kind / f"{i:03d}" / "001.png", (40, 40, 56, 56))
+            _loco_mask(cat / "ground_truth" / kind / f"{i:03d}" / "000.png", (0, 0, 8, 8), 255)
+            _loco_mask(cat / "ground_truth" / kind / f"{i:03d}" / "001.png", (40, 40, 56, 56),
+                       254)
+    (cat / "defects_config.json").write_text(json.dumps(LOCO_DEFECTS, indent=4))
     return root
 
 
