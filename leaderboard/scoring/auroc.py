@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cadsd.format.layout import CATEGORY_NAMES, GROUP_NAMES
+from cadsd.format.layout import CATEGORY_NAMES
 from leaderboard.records.schema import (
     AUROC,
     Average,
@@ -33,12 +33,13 @@ from leaderboard.records.schema import (
     Interval,
     PixelAUROC,
 )
-
-
-def _ordered(names: list[str], known: Sequence[str]) -> list[str]:
-    """``names`` in the layout's order (CATEGORY_NAMES / GROUP_NAMES), unknown ones last."""
-    rank = {n: i for i, n in enumerate(known)}
-    return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(rank)), n))
+from leaderboard.scoring.resampling import (
+    CI_METHOD,
+    design,
+    ordered,
+    percentile_ci,
+    stratified_draw,
+)
 
 
 def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
@@ -48,15 +49,14 @@ def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarr
     return float(roc_auc_score(np.asarray(labels), np.asarray(scores, dtype=np.float64)))
 
 
-def _pairs(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+def kernel(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """``(n_pos, n_neg)`` Mann-Whitney kernel: 1 if pos > neg, 0.5 if equal."""
     return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
 
 
 def _ci(values: np.ndarray, level: float) -> Interval:
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return Interval(low=float(lo), high=float(hi))
+    ci = percentile_ci(values, level)
+    return Interval(low=ci.low, high=ci.high)
 
 
 def image_metrics(
@@ -74,33 +74,17 @@ def image_metrics(
     Types and groups follow the layout's order.
     """
     s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    cats = np.asarray(categories, dtype=object)
-    grps = np.asarray(groups, dtype=object)
-    if not (len(s) == len(y) == len(cats) == len(grps)):
-        raise ValueError("scores, labels, categories and groups must have the same length")
     if not np.isfinite(s).all():
         raise ValueError("scores contain NaN or inf; the detector produced invalid scores")
-    normal = y == 0
-    if not normal.any() or normal.all():
-        raise ValueError("AUROC needs both normal and anomalous images")
-    neg = s[normal]
-    types = _ordered(list(cats[~normal]), CATEGORY_NAMES)
-    group_of = {c: str(grps[~normal][cats[~normal] == c][0]) for c in types}
-    kernels = {c: _pairs(s[~normal & (cats == c)], neg) for c in types}
+    d = design(labels, categories, groups, len(s))
+    neg = s[d.normal]
+    kernels = {c: kernel(s[idx], neg) for c, idx in d.types.items()}
+    draw = stratified_draw(d, resamples, seed)  # one stratified draw per resample
+    wins = {c: ((draw.types[c] @ kernels[c]) * draw.normal).sum(1) for c in d.types}  # (R,)
 
     def point(members: list[str]) -> float:
-        wins = sum(kernels[c].sum() for c in members)
-        return float(wins / (sum(kernels[c].shape[0] for c in members) * len(neg)))
-
-    # one stratified draw per resample: multinomial counts for normals and for each type
-    rng = np.random.default_rng(seed)
-    q = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=resamples)  # (R, n0)
-    wins = {}
-    for c in types:
-        k = kernels[c].shape[0]
-        p = rng.multinomial(k, np.full(k, 1 / k), size=resamples)  # (R, n_c)
-        wins[c] = ((p @ kernels[c]) * q).sum(1)  # (R,) weighted pair wins
+        pair_wins = sum(kernels[c].sum() for c in members)
+        return float(pair_wins / (sum(kernels[c].shape[0] for c in members) * len(neg)))
 
     def boot(members: list[str]) -> np.ndarray:
         n_pairs = sum(kernels[c].shape[0] for c in members) * len(neg)
@@ -115,16 +99,13 @@ def image_metrics(
         return Average(auroc=float(np.mean([point([c]) for c in members])),
                        ci=_ci(per_type.mean(0), level), types=members)
 
-    groups_seen = _ordered([group_of[c] for c in types], GROUP_NAMES)
-    members_of = {g: [c for c in types if group_of[c] == g] for g in groups_seen}
+    types = list(d.types)
     return ImageAUROC(
         all=entry(types),
         category={c: entry([c]) for c in types},
-        group={g: entry(m) for g, m in members_of.items()},
-        average={g: average(m) for g, m in members_of.items()},
-        bootstrap=Bootstrap(resamples=resamples, seed=seed, level=level,
-                            method="percentile; normals and each anomaly type resampled "
-                                   "separately"),
+        group={g: entry(m) for g, m in d.groups.items()},
+        average={g: average(m) for g, m in d.groups.items()},
+        bootstrap=Bootstrap(resamples=resamples, seed=seed, level=level, method=CI_METHOD),
     )
 
 
@@ -155,7 +136,7 @@ def pixel_auroc(
         return None
     normal_neg = np.sort(np.asarray(maps[y == 0], dtype=np.float32).ravel())
     pos_of, neg_of = {}, {}
-    for c in _ordered(list(cats[y == 1]), CATEGORY_NAMES):
+    for c in ordered(list(cats[y == 1]), CATEGORY_NAMES):
         sel = (cats == c) & (y == 1)
         m, k = np.asarray(maps[sel], dtype=np.float32), masks[sel]
         pos_of[c], neg_of[c] = m[k], np.sort(m[~k])

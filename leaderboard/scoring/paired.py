@@ -1,7 +1,7 @@
 """Paired comparison of two methods' image AUROC on the same test images.
 
 For each subset (``all``; each anomaly type: normals vs that type; each group, pooled; each
-group average: the mean of its per-type AUROCs, as :mod:`leaderboard.running.metrics`):
+group average: the mean of its per-type AUROCs, as :mod:`leaderboard.scoring.auroc`):
 
 * the difference AUROC(A) - AUROC(B);
 * a paired bootstrap CI: one stratified draw (normals and each anomaly type resampled
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leaderboard.scoring.auroc import kernel
 from leaderboard.scoring.resampling import (
     CI_METHOD,
     Draw,
@@ -142,11 +143,6 @@ def delong_test(scores_a: Sequence[float] | np.ndarray, scores_b: Sequence[float
     return DeLong(difference=diff, se=math.sqrt(var), z=z, p_value=p)
 
 
-def _kernel(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """``(n_pos, n_neg)`` Mann-Whitney kernel: 1 if pos > neg, 0.5 if equal."""
-    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-
-
 def paired_differences(
     scores_a: Sequence[float] | np.ndarray,
     scores_b: Sequence[float] | np.ndarray,
@@ -179,7 +175,7 @@ def paired_differences(
     neg = s[:, d.normal]  # (2, n0)
     n0 = neg.shape[1]
     pos = {c: s[:, idx] for c, idx in d.types.items()}  # type -> (2, n_c)
-    kern = {c: (_kernel(p[0], neg[0]), _kernel(p[1], neg[1])) for c, p in pos.items()}
+    kern = {c: (kernel(p[0], neg[0]), kernel(p[1], neg[1])) for c, p in pos.items()}
     if draw is None:
         draw = stratified_draw(d, resamples, seed)
     draw.check(d)

@@ -1,7 +1,7 @@
 """What the scoring modules share: the test set's subsets (by the ``category`` / ``group``
 columns, never by position), the stratified bootstrap draw and percentile intervals.
 
-The draw is the one :mod:`leaderboard.running.metrics` makes, in the same order from the same
+The draw (:mod:`leaderboard.scoring.auroc`'s CIs use it too), from a
 seed: ``numpy.random.default_rng(seed)``, then multinomial counts for the normal images, then
 for each anomaly type in the layout's order. Every resample keeps each stratum's size, and
 every metric of one resample reads the same counts (a resample is a weighting of the images).

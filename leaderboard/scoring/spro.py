@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cadsd.zoo.loco import saturation_fraction
+from leaderboard.scoring.pro import area_up_to
 
 __all__ = ["SPRO", "Region", "SPROGroups", "au_spro", "saturation_fraction", "spro_by_group",
            "spro_curve"]
@@ -147,22 +148,10 @@ def spro_curve(maps: np.ndarray, regions: Sequence[Sequence[Region]], max_fpr: f
     return fpr, spro, n_empty
 
 
-def _area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
-    """Trapezoidal area under y(x) for x in [0, limit] (x ascending from 0 to 1), the segment
-    that crosses ``limit`` cut there by linear interpolation."""
-    inside = x <= limit
-    xs, ys = x[inside], y[inside]
-    if xs[-1] < limit:
-        j = int(np.argmax(x > limit))
-        t = (limit - x[j - 1]) / (x[j] - x[j - 1])
-        xs, ys = np.append(xs, limit), np.append(ys, y[j - 1] + t * (y[j] - y[j - 1]))
-    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
-
-
 def au_spro(maps: np.ndarray, regions: Sequence[Sequence[Region]]) -> SPRO:
     """sPRO up to FPR 0.05 and 0.3, each normalised by its limit, over all images given."""
     fpr, spro, n_empty = spro_curve(maps, regions, max_fpr=max(FPR_LIMITS))
-    a, b = (_area_up_to(fpr, spro, lim) / lim for lim in FPR_LIMITS)
+    a, b = (area_up_to(fpr, spro, lim) / lim for lim in FPR_LIMITS)
     n_regions = sum(len(r) for r in regions) - n_empty
     return SPRO(fpr_0_05=a, fpr_0_3=b, n_regions=n_regions, n_empty=n_empty,
                 n_images=len(regions))

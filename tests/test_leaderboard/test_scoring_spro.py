@@ -158,7 +158,7 @@ def test_equals_the_definition_on_random_maps_with_ties(seed: int) -> None:
 
 
 def test_the_curve_cut_past_the_limit_gives_the_same_areas() -> None:
-    from leaderboard.scoring.spro import _area_up_to
+    from leaderboard.scoring.pro import area_up_to as _area_up_to
 
     rng = np.random.default_rng(5)
     maps = rng.random((6, 20, 20)).astype(np.float32)  # float32 maps are not upcast
