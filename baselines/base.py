@@ -151,6 +151,12 @@ class Detector(nn.Module):
         """Check a full set of settings' values (ranges, combinations); raise DetectorError
         naming the fix. Runs in ``__init__`` and, through the harness, before any cell."""
 
+    @classmethod
+    def check_data(cls, params: Mapping[str, Any], n_images: int) -> None:
+        """Check settings that depend on how many training images a fit gets (``n_images``:
+        the smallest training set of the run); raise DetectorError naming the fix. The harness
+        calls it before any cell runs; ``fit`` meets the same limits later anyway."""
+
     def _check_settings(self) -> None:
         """Subclasses call this once their settings are stored, before building anything."""
         params = self.get_params()
@@ -293,8 +299,15 @@ class Detector(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> Self:
-        """Rebuild a detector saved with :meth:`save`; rejects corrupt or foreign files."""
+    def load(cls, path: str | Path, device: str | torch.device | None = None,
+             classes: Callable[[str], type[Detector]] | None = None) -> Self:
+        """Rebuild a detector saved with :meth:`save`; rejects corrupt, foreign or damaged
+        files with a :class:`DetectorError` naming the file.
+
+        The class the file's header names is never imported by this method: it must be ``cls``
+        or a subclass of it that is already imported, unless ``classes`` (``"module:Class"`` ->
+        class) resolves it (the harness resolves built-in methods, installed entry points and
+        classes the user names). A file downloaded from anywhere can therefore not run code."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -311,28 +324,21 @@ class Detector(nn.Module):
             ) from None
         if meta.get("format") != "cadsd-bench-detector":
             raise DetectorError(f"{path} is a safetensors file but not a cadsd-bench detector")
-        module_name, _, qualname = meta.get("class", "").partition(":")
-        import importlib
-
+        target = str(meta.get("class", ""))
+        klass = classes(target) if classes is not None else _loaded_subclass(cls, target, path)
+        if not (isinstance(klass, type) and issubclass(klass, cls)):
+            raise DetectorError(f"{path} holds a {target!r}, not a {cls.__name__}")
         try:
-            klass = getattr(importlib.import_module(module_name), qualname)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise DetectorError(
-                f"{path} holds a model of {meta.get('class')!r}, which cannot be imported here "
-                f"({type(err).__name__}: {err}); install the package that defines it, or put "
-                "its folder on PYTHONPATH"
-            ) from None
-        if not issubclass(klass, cls):
-            raise DetectorError(f"{path} holds a {qualname}, not a {cls.__name__}")
-        config = json.loads(meta["config"])
-        if device is not None and "device" in klass.settings():
-            config["device"] = str(device)
-        model = klass(**config)
+            model = klass(**_header_config(klass, meta, path, device))
+        except (TypeError, ValueError) as err:  # a run setting of the wrong kind
+            raise DetectorError(f"{path} has a damaged header ({err})") from None
+        except DetectorError as err:  # values out of range, weights that cannot be had
+            raise type(err)(f"{path}: {err}") from None
         model._prepare_for_state(tensors)
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as err:
-            raise DetectorError(f"{path} does not match {qualname}'s state: {err}") from None
+            raise DetectorError(f"{path} does not match {target}'s state: {err}") from None
         model._after_load(meta)
         return model
 
@@ -365,6 +371,48 @@ class Detector(nn.Module):
                 module._buffers[buf] = torch.empty_like(value, device=own[key].device)
             elif buf in module._buffers or not hasattr(module, buf):
                 module.register_buffer(buf, torch.empty_like(value, device=device))
+
+
+def _loaded_subclass(cls: type[Detector], target: str, path: Path) -> type[Detector]:
+    """``cls`` or an already imported subclass of it named ``module:qualname``."""
+    todo, seen = [cls], set()
+    while todo:
+        klass = todo.pop()
+        if f"{klass.__module__}:{klass.__qualname__}" == target:
+            return klass
+        seen.add(klass)
+        todo += [k for k in klass.__subclasses__() if k not in seen]
+    raise DetectorError(
+        f"{path} holds a model of {target or 'no class'!r}, which is not {cls.__name__} or a "
+        f"subclass of it imported in this process; import the module that defines it first "
+        "(a model file never makes this loader import a module), or use `bench predict`, "
+        "which resolves built-in methods and installed entry points"
+    )
+
+
+def _header_config(klass: type[Detector], meta: Mapping[str, str], path: Path,
+                   device: str | torch.device | None) -> dict[str, Any]:
+    """The settings in a file's header, checked against ``klass`` (a damaged header is a
+    DetectorError naming the file, never a traceback)."""
+    from baselines.settings import RUN_SETTINGS, check_settings
+
+    bad = f"{path} has a damaged header ({klass.__name__}'s settings"
+    try:
+        config = json.loads(meta["config"])
+    except KeyError:
+        raise DetectorError(f"{bad} are missing); save the model again") from None
+    except ValueError as err:
+        raise DetectorError(f"{bad} are not JSON: {err}); save the model again") from None
+    if not isinstance(config, dict):
+        raise DetectorError(f"{bad} are not a JSON object); save the model again")
+    run = {k: v for k, v in config.items() if k in RUN_SETTINGS}
+    try:
+        checked = check_settings(klass, {k: v for k, v in config.items() if k not in run})
+    except DetectorError as err:
+        raise DetectorError(f"{bad} do not fit: {err})") from None
+    if device is not None and "device" in klass.settings():
+        run["device"] = str(device)
+    return {**run, **checked}
 
 
 @contextmanager

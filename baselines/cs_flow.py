@@ -111,9 +111,9 @@ class CSFlow(FeatureDetector):
     @classmethod
     def validate(cls, params: Mapping[str, Any]) -> None:
         size = params["input_size"]
-        if size % 128 or size < 128:
+        if size % 128 or not 128 <= size <= 2048:
             raise DetectorError(f"input_size must be a multiple of 128 (three scales at stride "
-                                f"32, as the official code asserts), got {size}")
+                                f"32, as the official code asserts) from 128 to 2048, got {size}")
         ks = params["kernel_sizes"]
         if len(ks) != params["coupling_blocks"] or any(k % 2 == 0 or k < 1 for k in ks):
             raise DetectorError(f"kernel_sizes needs one odd size per coupling block "
@@ -122,6 +122,8 @@ class CSFlow(FeatureDetector):
             raise DetectorError("hidden, batch_size and epochs must be >= 1")
         if params["lr"] <= 0 or params["clamp"] < 0 or params["grad_clip"] <= 0:
             raise DetectorError("lr and grad_clip must be > 0 and clamp >= 0")
+        if params["adam_eps"] <= 0 or params["weight_decay"] < 0:
+            raise DetectorError("adam_eps must be > 0 and weight_decay >= 0")
 
     @classmethod
     def input_for(cls, params: Mapping[str, Any]) -> InputSpec:

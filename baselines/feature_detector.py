@@ -22,6 +22,16 @@ from baselines.device import resolve_device
 from baselines.errors import DetectorError
 from baselines.training import Progress, TrainingSet
 
+#: the largest anomaly-map blur (pixels): wider than any map, so larger values mean nothing
+MAX_SIGMA = 1000.0
+
+
+def check_sigma(sigma: float) -> None:
+    """The anomaly map's Gaussian blur: 0 < sigma <= :data:`MAX_SIGMA`."""
+    if not 0 < sigma <= MAX_SIGMA:
+        raise DetectorError(f"sigma (the anomaly map's blur, in pixels) must be in (0, "
+                            f"{MAX_SIGMA:g}], got {sigma}")
+
 
 class FeatureDetector(Detector):
     """A :class:`Detector` whose features come from a frozen backbone (``self.extractor``).

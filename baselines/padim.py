@@ -31,7 +31,7 @@ from baselines.components.aggregate import upsample_nearest
 from baselines.components.backbones import get_spec
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis
 from baselines.errors import DetectorError, InputError
-from baselines.feature_detector import FeatureDetector
+from baselines.feature_detector import FeatureDetector, check_sigma
 from baselines.training import Progress
 
 
@@ -85,6 +85,7 @@ class PaDiM(FeatureDetector):
                 f"PaDiM needs n_features >= 1, eps >= 0 and block >= 1; got {params['n_features']}, "
                 f"{params['eps']}, {params['block']}"
             )
+        check_sigma(params["sigma"])
 
     # -- embedding --------------------------------------------------------------------------
     def _select_dims(self, channels: tuple[int, ...]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from baselines.components.backbones import get_spec
 from baselines.components.coreset import gather_rows, greedy_coreset
 from baselines.components.nn_search import NearestNeighbors
 from baselines.errors import DetectorError, InputError
-from baselines.feature_detector import FeatureDetector
+from baselines.feature_detector import FeatureDetector, check_sigma
 from baselines.training import Progress
 
 PRECISIONS = ("fp32", "bf16")
@@ -74,8 +74,26 @@ class PatchCore(FeatureDetector):
             raise DetectorError(f"coreset_ratio must be in (0, 1], got {params['coreset_ratio']}")
         if params["precision"] not in PRECISIONS:
             raise DetectorError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
-        if params["num_neighbors"] < 1 or params["sigma"] <= 0:
-            raise DetectorError("num_neighbors must be >= 1 and sigma > 0")
+        dim = params["projection_dim"]
+        if dim is not None and dim < 1:
+            raise DetectorError(f"projection_dim must be >= 1 (the coreset's random projection's "
+                                f"dimensions) or null for no projection, got {dim}")
+        if params["coreset_start"] < 0:
+            raise DetectorError(f"coreset_start must be >= 0 (a patch index), got "
+                                f"{params['coreset_start']}")
+        if params["num_neighbors"] < 1:
+            raise DetectorError(f"num_neighbors must be >= 1, got {params['num_neighbors']}")
+        check_sigma(params["sigma"])
+
+    @classmethod
+    def check_data(cls, params: Mapping[str, Any], n_images: int) -> None:
+        """``coreset_start`` must be one of the training patches (layer2's stride-8 grid)."""
+        size = cls.input_for(params).size
+        patches = n_images * (-(-size // 8)) ** 2
+        if params["coreset_start"] >= patches:
+            raise DetectorError(f"coreset_start={params['coreset_start']} is past the "
+                                f"{patches} training patches ({n_images} images of "
+                                f"{-(-size // 8)}x{-(-size // 8)}); pick a patch index below it")
 
     # -- the hook subclasses override ------------------------------------------------------
     def aggregate(self, index: int, feature: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ value against the method before any work starts, and ``Detector.get_params`` can
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -100,8 +101,9 @@ def coerce(value: Any, hint: Any) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # a finite number (JSON's 1e999 is inf, and NaN is no setting)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
         return ok, float(value) if ok else None
     if hint is str:
         return isinstance(value, str), value
@@ -137,8 +139,9 @@ def check_settings(klass: type, overrides: dict[str, Any], what: str = "") -> di
             )
         ok, converted = coerce(value, known[key].hint)
         if not ok:
+            finite = " (a finite number)" if "float" in known[key].type_text() else ""
             raise SettingError(
-                f"{what}{name}.{key}={value!r}: expected {known[key].type_text()} "
+                f"{what}{name}.{key}={value!r}: expected {known[key].type_text()}{finite} "
                 f"(default {known[key].default!r})"
             )
         out[key] = converted

@@ -69,6 +69,16 @@ def cli() -> None:
               help="Seconds to wait when another `bench run` holds the --out folder (one run "
                    "per folder at a time).")
 @click.option("--save-models", is_flag=True, help="Save each cell's fitted model (safetensors).")
+@click.option("--allow-leakage", is_flag=True,
+              help="Run even when test images are also training images (identical files); "
+                   "without it such a dataset is refused. The records and the leaderboard say "
+                   "which images leaked.")
+@click.option("--reference", default=None, metavar="METHOD",
+              help="The row the leaderboard's paired differences compare every other row with "
+                   "[default: the best row overall].")
+@click.option("--max-cells", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="The most cells (methods x seeds x shots x datasets) a run starts; the plan's "
+                   "size is printed before it starts.")
 @click.option("--param", "params", multiple=True, metavar="METHOD.KEY=VALUE",
               help="A method setting (repeatable), e.g. patchcore.coreset_ratio=0.1.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -149,8 +159,11 @@ def _summary(result: BenchResult) -> None:
 @click.option("--no-plots", is_flag=True, help="Only the tables.")
 @click.option("--token", default=None, help="Hugging Face token for private hf: runs "
               "[default: HF_TOKEN or the stored login]; never printed.")
+@click.option("--reference", default=None, metavar="METHOD",
+              help="The row the paired differences compare every other row with (a method's "
+                   "name or row label) [default: each dataset's best row overall].")
 def leaderboard_cmd(sources: tuple[str, ...], out: Path | None, no_plots: bool,
-                    token: str | None) -> int:
+                    token: str | None, reference: str | None) -> int:
     """Rebuild RUN_DIR's leaderboard.md, results.csv and plots from its records, or render one
     leaderboard from several runs (run folders, runs published with `bench push` as
     hf:ORG/NAME[@REVISION]): rows keep their source, and runs on different data (dataset
@@ -160,7 +173,7 @@ def leaderboard_cmd(sources: tuple[str, ...], out: Path | None, no_plots: bool,
 
     single_local = len(sources) == 1 and not sources[0].startswith(HF_PREFIX)
     if single_local and (out is None or out.resolve() == Path(sources[0]).resolve()):
-        return _rebuild(Path(sources[0]), no_plots)
+        return _rebuild(Path(sources[0]), no_plots, reference)
     if out is None:
         raise UsageError("several runs, or a published hf: run, render into a new folder: "
                          "pass --out DIR")
@@ -170,21 +183,22 @@ def leaderboard_cmd(sources: tuple[str, ...], out: Path | None, no_plots: bool,
     from leaderboard.hub.sources import read_sources
 
     read = read_sources(list(sources), token)
-    files = write_merged(read, out, plots=not no_plots)
+    files = write_merged(read, out, plots=not no_plots, reference=reference)
     count = sum(len(s.records) for s in read)
     console.print(f"Leaderboard: [bold]{files['leaderboard']}[/] ({count} records from "
                   f"{len(read)} run(s))", highlight=False)
     return _report_unusable([b for s in read for b in s.unusable])
 
 
-def _rebuild(run_dir: Path, no_plots: bool) -> int:
+def _rebuild(run_dir: Path, no_plots: bool, reference: str | None = None) -> int:
     from leaderboard.records import scan_records
     from leaderboard.reporting.report import write_outputs
 
     if not run_dir.is_dir():
         raise BenchError(f"run folder not found: {run_dir} (written by `bench run --out DIR`)")
     records, unusable = scan_records(run_dir)
-    files = write_outputs(run_dir, plots=not no_plots, scanned=(records, unusable))
+    files = write_outputs(run_dir, plots=not no_plots, scanned=(records, unusable),
+                          reference=reference)
     console.print(f"Leaderboard: [bold]{files['leaderboard']}[/] ({len(records)} records)")
     return _report_unusable(unusable)
 
@@ -265,13 +279,18 @@ def list_cmd() -> None:
                    "pushed with `bench push --models`: hf:ORG/NAME[@REVISION].")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--method", "trusted", multiple=True, metavar="MODULE:CLASS",
+              help="A class outside the built-in methods and installed entry points that the "
+                   "model file may name (repeatable). Without it such a file is refused: a "
+                   "model file never makes bench import a module on its own.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
-def predict_cmd(model_path: str, images: tuple[Path, ...], device: str, as_json: bool) -> None:
+def predict_cmd(model_path: str, images: tuple[Path, ...], device: str, trusted: tuple[str, ...],
+                as_json: bool) -> None:
     """Score IMAGES (higher = more anomalous) with a saved model."""
     from leaderboard.hub.sources import model_file
     from leaderboard.running.predict import score_images
 
-    rows = score_images(model_file(model_path), list(images), device=device)
+    rows = score_images(model_file(model_path), list(images), device=device, trusted=trusted)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

@@ -210,6 +210,31 @@ class DualPatchCore(SAPatchCore):
             raise DetectorError("reweight (PatchCore eq. 7) is not available for "
                                 "sa_patchcore_dual: its fused score is not one bank's distance")
 
+    @classmethod
+    def check_data(cls, params: Mapping[str, Any], n_images: int) -> None:
+        """Calibration needs at least ``folds`` training images, and with the Gaussian global
+        score at least 2 images outside each fold (the largest fold holds ceil(n / folds))."""
+        super().check_data(params, n_images)
+        if not params["calibrate"] or params["branches"] != "both":
+            return
+        gaussian = params["global_score"] == "gaussian"
+
+        def enough(n: int) -> bool:
+            folds = auto_folds(n) if params["folds"] == "auto" else params["folds"]
+            return n >= folds and (not gaussian or n - -(-n // folds) >= 2)
+
+        if not enough(n_images):
+            least = next(m for m in range(1, 10_000) if enough(m))
+            folds = auto_folds(n_images) if params["folds"] == "auto" else params["folds"]
+            if n_images < folds:
+                why, other = f"calibration needs at least folds={folds} training images", \
+                    "calibrate=False"
+            else:
+                why, other = (f"global_score='gaussian' fits each fold's Gaussian on at least 2 "
+                              f"other training images ({folds} folds)"), "global_score='max'"
+            raise DetectorError(f"{why}, got {n_images}: pass at least {least} training "
+                                f"images, or {other}")
+
     @property
     def active(self) -> list[int]:
         """The branches in use: 0 = local, 1 = global."""
@@ -305,18 +330,12 @@ class DualPatchCore(SAPatchCore):
         per_image = [[c[j * grid:(j + 1) * grid] for c in branch
                       for j in range(c.shape[0] // grid)] for branch in chunks]  # views
         n = len(per_image[0])
+        try:
+            type(self).check_data(self.get_params(), n)
+        except DetectorError as err:
+            raise InputError(f"{self.name}: {err}") from None
         folds = auto_folds(n) if self.folds == "auto" else self.folds
-        if n < folds:
-            raise InputError(f"{self.name}: calibration needs at least folds={folds} "
-                             f"training images, got {n}; pass more images or calibrate=False")
         fold = fold_of(n, folds, self.seed)
-        if means is not None and n - int(torch.bincount(fold).max()) < 2:
-            least = 3 if self.folds == "auto" else next(  # ceil(m / folds) in the largest fold
-                m for m in range(3, 4 * folds) if m - -(-m // folds) >= 2)
-            raise InputError(f"{self.name}: global_score='gaussian' fits each fold's Gaussian on "
-                             f"at least 2 other training images; {n} images in {folds} folds "
-                             f"leave fewer: pass at least {least} training images, or "
-                             "global_score='max'")
         held, peaks = torch.empty(2, n), torch.empty(2, n)  # image scores, map peaks
         progress.stage("calibrate", folds * 2)
         for f in range(folds):

@@ -131,9 +131,10 @@ MVTEC_LOCO = Benchmark(
          "430647091-1646842701/mvtec_loco_anomaly_detection.tar.xz"),
     sha256="9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687",
     archive_root=("mvtec_loco_anomaly_detection",),
-    notes="validation/good images are not used (a fixed benchmark selects nothing); sPRO is not "
-          "computed (it needs each defect type's saturation threshold from defects_config.json "
-          "and per-mask evaluation): pixel metrics use the union of an image's masks",
+    notes="validation/good images are not used (a fixed benchmark selects nothing); pixel "
+          "AUROC and AU-PRO use the union of an image's masks, sPRO each mask on its own with "
+          "its defect type's saturation threshold from defects_config.json, at the methods' "
+          "input resolution",
 )
 AITEX = Benchmark(
     name="aitex", title="AITEX (folder import)",

@@ -96,9 +96,12 @@ def _dataset_type(record: Record, dataset_repo_id: str | None) -> str:
 def eval_results(record: Record, results_repo: str, dataset_repo_id: str | None = None
                  ) -> list[Any]:
     """``model-index`` entries: image AUROC (%) of all test images and of each anomaly type
-    (normal vs that type), on the test split of the record's data, with its fingerprint; the
-    source is the published run (``results_repo``)."""
+    (normal vs that type), then what the model catches on all test images (TPR at FPR 1% and
+    5% with the threshold on the test normals, F1-max, AUPR), on the test split of the
+    record's data, with its fingerprint; the source is the published run (``results_repo``)."""
     from huggingface_hub import EvalResult
+
+    from leaderboard.reporting.comparisons import Draws, operating
 
     m = record.metrics.image_auroc
     common = {"task_type": TASK, "task_name": "Image anomaly detection",
@@ -108,8 +111,17 @@ def eval_results(record: Record, results_repo: str, dataset_repo_id: str | None 
               "metric_type": "roc_auc", "source_name": f"cadsd-bench run {results_repo}",
               "source_url": f"https://huggingface.co/datasets/{results_repo}"}
     entries = [("all", m.all), *m.category.items()]
-    return [EvalResult(metric_name=f"Image AUROC % ({name})",
-                       metric_value=round(100 * e.auroc, 2), **common) for name, e in entries]
+    out = [EvalResult(metric_name=f"Image AUROC % ({name})",
+                      metric_value=round(100 * e.auroc, 2), **common) for name, e in entries]
+    caught = operating(record, Draws()).all
+    points = [(f"TPR % at FPR {100 * t.max_fpr:g}% (all)", "recall", t.tpr)
+              for t in caught.tpr_at_fpr]
+    points += [("F1-max % (all)", "f1", caught.f1_max.value),
+               ("AUPR % (all)", "average_precision", caught.aupr.value)]
+    common.pop("metric_type")
+    out += [EvalResult(metric_name=name, metric_type=kind, metric_value=round(100 * v, 2),
+                       **common) for name, kind, v in points]
+    return out
 
 
 def model_card(record: Record, repo_id: str, results_repo: str,

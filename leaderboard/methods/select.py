@@ -8,7 +8,7 @@ installed entry point's name (:mod:`.outside`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from leaderboard.errors import UsageError
@@ -98,6 +98,26 @@ def load_class(name: str, registry: Mapping[str, MethodEntry] | None = None) -> 
     if name not in reg or not reg[name].implemented:
         raise UsageError(f"method {name!r} is not registered or not implemented; see `bench list`")
     return outside.import_class(reg[name].target or "", f"method {name!r} ({reg[name].target})")
+
+
+def saved_classes(trusted: Sequence[str] = ()) -> Callable[[str], type[Detector]]:
+    """What a saved model file's header may name (``Detector.load(path, classes=...)``): a
+    built-in method's class, an installed entry point's, or one the user names (``trusted``:
+    ``module:Class`` import paths or method names). Anything else is refused before any
+    module is imported, so a downloaded file cannot run code."""
+    def resolve_target(target: str) -> type[Detector]:
+        allowed = {e.target for e in METHODS.values() if e.target}
+        allowed |= {p.target for p in outside.entry_points().values()}
+        for item in trusted:
+            allowed.add(METHODS[item].target if item in METHODS else item)
+        if target not in allowed:
+            raise UsageError(
+                f"the model file names the class {target!r}, which is neither a built-in method "
+                "nor an installed entry point, so it is not imported (a file could run code "
+                f"that way); if you trust it, name it: bench predict --method {target} ...")
+        return outside.import_class(target, f"the model file's class {target!r}")
+
+    return resolve_target
 
 
 def describe(entry: MethodEntry, klass: type[Detector]) -> tuple[str, str]:

@@ -6,7 +6,11 @@ an error). Everything that reads results (tables, ``results.csv``, plots, the CL
 through these attributes, so this file is the only place that spells a record's field names.
 Open-ended maps (a method's settings, per-type metrics, stage timings) are ``dict`` fields.
 
-Version 3 (this one) adds the method's origin and, for a method from outside this repository,
+Version 4 (this one) adds MVTec LOCO AD's sPRO (``metrics.spro``) and the test images that
+were also training images (``dataset.leaked``, a run with ``--allow-leakage``); version-3 files
+read with neither (a LOCO record of version 3 has no sPRO, and its leaderboard says so).
+
+Version 3 adds the method's origin and, for a method from outside this repository,
 its provenance (``method.origin``, ``distribution``, ``distribution_version``, ``source_file``,
 ``source_sha256``); version-2 files read as built-in methods.
 
@@ -29,7 +33,7 @@ from baselines.errors import DetectorError
 from baselines.preprocess import InputSpec
 
 SCHEMA = "cadsd-bench/result"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: between a row's method and its source in a merged leaderboard (:meth:`Record.row_key`)
 SOURCE_MARK = " · "
 
@@ -105,6 +109,8 @@ class DatasetInfo:
     count_differences: list[str] = field(default_factory=list)
     decode_s: float | None = None
     decode_ms_per_image: float | None = None
+    #: test images whose bytes equal a training image's (run with --allow-leakage)
+    leaked: list[str] = field(default_factory=list)
 
     def split_counts(self, split: str) -> dict[str, int]:
         """Images per category of one split (``test`` -> {"good": 210, ...})."""
@@ -268,11 +274,33 @@ class PixelAUROC:
 
 
 @dataclass
+class SPROArea:
+    """sPRO of one group of MVTec LOCO AD (its images and every normal one): the area under
+    the curve up to FPR 0.05 and 0.3, each divided by its limit."""
+
+    fpr_0_05: float
+    fpr_0_3: float
+    n_regions: int  # defect regions scored
+    n_empty: int  # regions with no pixel left at the input resolution (left out)
+    n_images: int
+
+
+@dataclass
+class SPROMetrics:
+    """MVTec LOCO AD's localisation metric per group (logical, structural) and their mean."""
+
+    group: dict[str, SPROArea]
+    mean_0_05: float
+    mean_0_3: float
+
+
+@dataclass
 class Metrics:
     image_auroc: ImageAUROC
     pixel_auroc: PixelAUROC | None = None
     au_pro: float | None = None
     au_pro_fpr_limit: float | None = None
+    spro: SPROMetrics | None = None  # MVTec LOCO AD only (records from schema 4 on)
 
 
 @dataclass

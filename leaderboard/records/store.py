@@ -75,7 +75,12 @@ def _v2_to_v3(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "schema_version": 3}
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4: only fields with defaults were added (no sPRO, no leaked images)."""
+    return {**old, "schema_version": 4}
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 class BadRecord(BenchError):
@@ -119,6 +124,22 @@ def check_scores(record: Record, where: str = "record") -> None:
                                    "truncated", FORCE_FIX)
 
 
+def check_cell(record: Record, name: str | None, where: str = "record") -> None:
+    """Refuse a record that is not the cell its file name says, or whose cell disagrees with
+    its own method, dataset, seed or K (an edited or misplaced file): a table would otherwise
+    file it under the wrong row, and a run would take it for another cell."""
+    c = record.cell
+    own = cell_id(record.dataset.name, record.method.name, c.seed, c.shots)
+    if (c.method, c.dataset) != (record.method.name, record.dataset.name) or c.id != own:
+        raise BadRecord(where, f"says it is cell {c.id!r} but holds method "
+                               f"{record.method.name!r}, dataset {record.dataset.name!r}, seed "
+                               f"{c.seed}" + (f", K {c.shots}" if c.shots is not None else "")
+                               + f" (cell {own!r}): the file was edited", FORCE_FIX)
+    if name is not None and name != c.id:
+        raise BadRecord(where, f"holds cell {c.id!r} but is named {name!r}.json: a record "
+                               "must be in its own cell's file (renamed or copied?)", FORCE_FIX)
+
+
 def parse_record(data: Any, where: str = "record", verify: bool = True) -> Record:
     """A record from its JSON content, migrating older versions; ``verify``: its scores must
     give its metrics (:func:`check_scores`)."""
@@ -145,14 +166,17 @@ def parse_record(data: Any, where: str = "record", verify: bool = True) -> Recor
 
 
 def read_record(path: Path, verify: bool = True, where: str | None = None) -> Record:
-    """Load one record; an unreadable, foreign, malformed, newer-schema or tampered file
-    raises :class:`BadRecord` naming it (as ``where``, default its path)."""
+    """Load one record; an unreadable, foreign, malformed, newer-schema or tampered file, or
+    one that is not the cell its name says (:func:`check_cell`), raises :class:`BadRecord`
+    naming it (as ``where``, default its path)."""
     where = where or str(path)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise BadRecord(where, f"cannot be read as JSON ({err})", FORCE_FIX) from None
-    return parse_record(data, where, verify)
+    record = parse_record(data, where, verify)
+    check_cell(record, Path(path).stem, where)
+    return record
 
 
 def _folder(run_dir: Path) -> Path:

@@ -138,8 +138,10 @@ def training_figure(records: Sequence[Record]) -> Any | None:
     return fig
 
 
-def write_plots(run_dir: Path, records: Sequence[Record]) -> list[str]:
-    """Write ``plots/roc.png`` and ``plots/gallery.png``; returns their paths relative to the run."""
+def write_plots(run_dir: Path, records: Sequence[Record], folder: str = PLOTS_DIR) -> list[str]:
+    """Write ``roc.png``, ``gallery.png`` and ``training.png`` into ``run_dir/folder`` (the
+    gallery reads the maps the cells stored in ``run_dir``); returns their paths relative to
+    the run."""
     import matplotlib.pyplot as plt
 
     if not by_method(records):
@@ -151,7 +153,7 @@ def write_plots(run_dir: Path, records: Sequence[Record]) -> list[str]:
         fig = make()
         if fig is None:
             continue
-        atomic_write_bytes(Path(run_dir) / PLOTS_DIR / name, _figure_bytes(fig))
+        atomic_write_bytes(Path(run_dir) / folder / name, _figure_bytes(fig))
         plt.close(fig)
-        out.append(f"{PLOTS_DIR}/{name}")
+        out.append(f"{folder}/{name}")
     return out

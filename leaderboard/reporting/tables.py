@@ -45,7 +45,8 @@ from leaderboard.reporting.cells import (
     seeds_text,
     whole,
 )
-from leaderboard.reporting.sections import failures, unusable_section
+from leaderboard.reporting.comparisons import Draws, catches_tables, paired_table
+from leaderboard.reporting.sections import failures, leakage_banner, unusable_section
 from leaderboard.reporting.studies import (
     ablation_tables,
     dual_table,
@@ -70,6 +71,7 @@ def header(records: Sequence[Record]) -> list[str]:
     else:
         lines.append(f"> **Dataset: {d.name}** ({d.source}), not the real CAD-SD from "
                      "`cadsd download`: the paper's numbers are not shown.")
+    lines += leakage_banner(records)
     test = ", ".join(f"{c} {n}" for c, n in d.split_counts("test").items())
     train = sum(d.split_counts("train").values())
     env = records[0].environment
@@ -140,7 +142,25 @@ def table3(groups: dict[str, list[Record]], real: bool) -> list[str]:
         cells = [auroc_cell(recs, pooled(g)) for recs in groups.values()]
         lines.append(f"| {GROUP_LABELS.get(g, g).capitalize()}, pooled | " + " | ".join(cells)
                      + " |")
-    return [*lines, ""]
+    return [*lines, "", *missing_type_notes(types_seen)]
+
+
+def missing_type_notes(types_seen: Sequence[str]) -> list[str]:
+    """CAD-SD's layout: a group whose types are not all in the test set averages fewer."""
+    from cadsd.format.layout import CATEGORIES, CATEGORY_NAMES, missing_types
+
+    if not set(types_seen) <= set(CATEGORY_NAMES):  # another layout's own types
+        return []
+    notes = []
+    for g, gone in missing_types(types_seen).items():
+        label = GROUP_LABELS.get(g, g)
+        missing = " or ".join(TYPE_LABELS.get(c, c) for c in gone)
+        have = [TYPE_LABELS.get(c.name, c.name) for c in CATEGORIES
+                if c.group == g and c.name in types_seen]
+        notes.append(f"- The test set has no {missing} image: *Average ({label})* and the "
+                     f"{label} pooled row are over {', '.join(have)} alone." if have else
+                     f"- The test set has no {label} anomaly ({missing}): no {label} rows.")
+    return [*notes, ""] if notes else []
 
 
 def pixel_table(groups: dict[str, list[Record]]) -> list[str]:
@@ -270,15 +290,19 @@ def search_lines(records: Sequence[Record]) -> list[str]:
 
 
 def render_cadsd(records: Sequence[Record], plots: Sequence[str] = (),
-                 unusable: Sequence[BadRecord] = ()) -> str:
+                 unusable: Sequence[BadRecord] = (), reference: str | None = None,
+                 draws: Draws | None = None) -> str:
     """The leaderboard of a single-dataset run (CAD-SD or a folder of its layout): the paper's
-    Tables 2-4 and the studies, failed cells, the record files left out, notes."""
+    Tables 2-4, paired differences against ``reference`` (default: the best row), what each
+    method catches, the studies, failed cells, the record files left out, notes."""
     ok = [r for r in records if r.ok] or list(records)
     real = is_real(records)
     groups = by_method(records)
     lines = header(ok)
     if groups:
+        draws = draws or Draws()
         lines += table2(groups, real) + table3(groups, real) + pixel_table(groups)
+        lines += paired_table(groups, reference, draws) + catches_tables(groups, draws)
         lines += few_shot_tables(records, real) + ablation_tables(groups, real)
         lines += dual_table(groups)
         lines += table4(groups, real) + training_table(groups)

@@ -11,6 +11,7 @@ failed with its error (and the stage it failed in).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import math
@@ -38,16 +39,19 @@ from leaderboard.records.schema import (
     ModelInfo,
     Record,
     Score,
+    SPROArea,
+    SPROMetrics,
     Timing,
     Training,
 )
 from leaderboard.running import environment
-from leaderboard.running.data import BenchData, View
+from leaderboard.running.data import BenchData, Split, View
 from leaderboard.running.plan import MethodPlan, describe_plan
 from leaderboard.running.progress import Reporter
 from leaderboard.running.timing import Measured, TimingProtocol, measure
 from leaderboard.scoring import pro
 from leaderboard.scoring.auroc import image_metrics, pixel_auroc
+from leaderboard.scoring.spro import Region, spro_by_group
 
 
 @dataclass(frozen=True)
@@ -164,12 +168,22 @@ def score(record: Record, view: View, out: Measured, resamples: int) -> None:
                      if masks is not None else None),
         au_pro=pro.au_pro(out.maps, masks) if masks is not None and masks.any() else None,
         au_pro_fpr_limit=pro.FPR_LIMIT,
+        spro=_spro(out.maps, test) if test.regions is not None else None,
     )
     record.scores = [
         Score(file_name=f, category=c, group=g, label=int(y), score=float(s))
         for f, c, g, y, s in zip(test.file_names, test.categories, test.groups, test.labels,
                                  out.scores)
     ]
+
+
+def _spro(maps: np.ndarray, test: Split) -> SPROMetrics:
+    """MVTec LOCO AD's sPRO per group (each with every normal image) and their mean."""
+    regions = [[Region.from_fraction(mask.numpy(), fraction) for mask, fraction in image]
+               for image in test.regions or []]
+    found = spro_by_group(maps, regions, test.groups)
+    return SPROMetrics(group={g: SPROArea(**dataclasses.asdict(a)) for g, a in found.group.items()},
+                       mean_0_05=found.mean_0_05, mean_0_3=found.mean_0_3)
 
 
 def save(record: Record, model: Detector, view: View, out: Measured,

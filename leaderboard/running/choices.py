@@ -121,8 +121,13 @@ def default_out(dataset: str, tag: str) -> Path:
     return Path("runs") / re.sub(r"[^A-Za-z0-9_.+-]+", "-", f"{dataset}-{tag}")
 
 
+#: seeds are 32-bit (every generator a cell seeds takes them); a run has at most this many
+SEED_LIMIT, MAX_SEEDS = 2**32, 10_000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0"``, ``"0,1,2"`` or ``"0-4"`` -> a list of distinct ints, in order."""
+    """``"0"``, ``"0,1,2"`` or ``"0-4"`` -> a list of distinct ints in [0, 2^32), in order
+    (at most :data:`MAX_SEEDS`: a range is measured before it is expanded)."""
     from leaderboard.errors import UsageError
 
     seeds: list[int] = []
@@ -130,6 +135,12 @@ def parse_seeds(text: str) -> list[int]:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             if re.fullmatch(r"\d+-\d+", part):
                 lo, hi = map(int, part.split("-"))
+                if hi < lo:
+                    raise UsageError(f"--seeds {text!r}: the range {part} runs backwards")
+                if hi - lo + 1 + len(seeds) > MAX_SEEDS:
+                    raise UsageError(f"--seeds {text!r}: {hi - lo + 1} seeds in {part}; a run "
+                                     f"takes at most {MAX_SEEDS} (each seed is a cell per "
+                                     "method)")
                 seeds += list(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
@@ -137,6 +148,12 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(f"--seeds {text!r}: write e.g. 0 or 0,1,2 or 0-4") from None
     if not seeds or min(seeds) < 0:
         raise UsageError(f"--seeds {text!r}: give at least one non-negative seed")
+    if max(seeds) >= SEED_LIMIT:
+        raise UsageError(f"--seeds {text!r}: seeds must be below 2^32 = {SEED_LIMIT} (numpy's "
+                         f"and torch's generators take 32-bit seeds), got {max(seeds)}")
+    if len(seeds) > MAX_SEEDS:
+        raise UsageError(f"--seeds {text!r}: {len(seeds)} seeds; a run takes at most "
+                         f"{MAX_SEEDS}")
     return list(dict.fromkeys(seeds))
 
 

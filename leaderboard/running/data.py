@@ -40,6 +40,9 @@ class Split:
     groups: list[str]
     labels: np.ndarray  # 0 normal, 1 anomaly
     masks: torch.Tensor | None = None
+    #: MVTec LOCO AD: per image its defect regions, each a bool mask (H, W) at the input and
+    #: its saturation as a fraction of its area (sPRO); None for other data
+    regions: list[list[tuple[torch.Tensor, float]]] | None = None
 
     def __len__(self) -> int:
         return len(self.file_names)
@@ -76,6 +79,8 @@ class BenchData:
     benchmark: str | None = None  # a category of MVTec AD, BTAD, LOCO, ...: the benchmark
     category: str | None = None
     count_differences: tuple[str, ...] = ()  # against the benchmark's published counts
+    #: test images whose bytes equal a training image's: (test file, training file)
+    leaks: tuple[tuple[str, str], ...] = ()
 
     @property
     def synthetic(self) -> bool:
@@ -131,6 +136,7 @@ class BenchData:
             category=self.category,
             published_counts=None if self.benchmark is None else not self.count_differences,
             count_differences=list(self.count_differences), decode_s=round(decode_s, 4),
+            leaked=[t for t, _ in self.leaks],
             decode_ms_per_image=round(1000 * decode_s / max(n, 1), 3),
         )
 
@@ -147,6 +153,32 @@ class Resolved:
     benchmark: str | None = None
     category: str | None = None
     count_differences: tuple[str, ...] = ()
+    leaks: tuple[tuple[str, str], ...] = ()  # found while indexing (benchmarks)
+    n_train: int | None = None  # training images, where indexing counted them (benchmarks)
+
+
+def leaked(train: list[tuple[str, Any]], test: list[tuple[str, Any]]
+           ) -> tuple[tuple[str, str], ...]:
+    """``(test file, training file)`` for every test image whose bytes equal a training
+    image's (sha256, as ``cadsd validate`` finds leakage); items are ``(file name, bytes or
+    path)``."""
+    import hashlib
+
+    def digest(payload: Any) -> str:
+        data = payload if isinstance(payload, bytes) else Path(payload).read_bytes()
+        return hashlib.sha256(data).hexdigest()
+
+    seen = {digest(payload): name for name, payload in train}
+    return tuple((name, seen[h]) for name, payload in test if (h := digest(payload)) in seen)
+
+
+def leakage_message(leaks: tuple[tuple[str, str], ...], where: str) -> str:
+    """What a run says about leaked test images (refused, or recorded with --allow-leakage)."""
+    pairs = "; ".join(f"{t} = {tr}" for t, tr in leaks[:3]) + ("; ..." if len(leaks) > 3 else "")
+    return (f"{where}: {len(leaks)} test image(s) are also training images (identical files: "
+            f"{pairs}). Scores on them say nothing about unseen parts (leakage); remove them "
+            "from one split (`cadsd validate` lists them), or pass --allow-leakage to run "
+            "anyway: the records and the leaderboard then say so")
 
 
 def resolve_all(spec: str, echo: Callable[[str], None] = print) -> list[Resolved]:
@@ -200,8 +232,10 @@ def _categories(bench: Any, root: Path, cats: str, echo: Callable[[str], None]) 
     for cat in names:
         samples = bench.samples(root, cat)  # layout errors surface here, before any cell
         diffs = tuple(count_report(bench, root, cat, samples))
+        leaks = leaked([(s.file_name, s.path) for s in samples if s.split == "train"],
+                       [(s.file_name, s.path) for s in samples if s.split == "test"])
         out.append(Resolved(f"{bench.name}-{cat}", bench.name, str(root), None, bench.name, cat,
-                            diffs))
+                            diffs, leaks, sum(s.split == "train" for s in samples)))
     known = "" if all(not r.count_differences for r in out) else (
         " Image counts differ from the published ones (e.g. "
         f"{next(d for r in out for d in r.count_differences)}): not the official copy, so "
@@ -277,7 +311,7 @@ def _rows(dd: Any, split: str) -> list[dict[str, Any]]:
 
     ds = dd[split]
     names = {c: ds.features[c] for c in ("label", "category", "group")}
-    cols = ["image", "file_name", *names]
+    cols = ["image", "file_name", *names, *(["regions"] if "regions" in ds.column_names else [])]
     if "mask" in ds.column_names:
         cols.append("mask")
         ds = ds.cast_column("mask", datasets.Image(decode=False))
@@ -319,9 +353,10 @@ def _decode(rows: list[dict[str, Any]], spec: InputSpec, tick: Callable[[], None
             source: str = "") -> tuple[Split, float]:
     from baselines.preprocess import image_to_uint8, mask_to_tensor
 
-    images, masks = [], []
+    images, masks, regions = [], [], []
     spent = 0.0
     has_masks = any(r.get("mask") is not None for r in rows)
+    has_regions = any("regions" in r for r in rows)
     for row in rows:
         start = time.perf_counter()
         where = f"{source.rstrip('/')}/{row['file_name']}" if source else row["file_name"]
@@ -332,6 +367,9 @@ def _decode(rows: list[dict[str, Any]], spec: InputSpec, tick: Callable[[], None
             mask = _payload(row.get("mask"))
             masks.append(mask_to_tensor(mask, spec, f"the mask of {where}") if mask is not None
                          else torch.zeros(x.shape[-2:], dtype=torch.bool))
+        if has_regions:
+            regions.append([(mask_to_tensor(r["mask"], spec, f"a region mask of {where}"),
+                             float(r["saturation"])) for r in row.get("regions") or []])
         tick()
     shape = (0, 3, spec.size, spec.size)
     split = Split(
@@ -341,6 +379,7 @@ def _decode(rows: list[dict[str, Any]], spec: InputSpec, tick: Callable[[], None
         groups=[r["group"] for r in rows],
         labels=np.array([int(r["label"] != "normal") for r in rows], dtype=np.int64),
         masks=torch.stack(masks) if has_masks else None,
+        regions=regions if has_regions else None,
     )
     return split, spent
 
@@ -369,6 +408,9 @@ def load(resolved: Resolved) -> BenchData:
     if unmasked:
         for row in test:
             row.pop("mask", None)
+    leaks = resolved.leaks if resolved.benchmark is not None else leaked(
+        [(r["file_name"], _payload(r["image"])) for r in train],
+        [(r["file_name"], _payload(r["image"])) for r in test])
     return BenchData(
         name=resolved.name,
         kind=resolved.kind,
@@ -381,4 +423,5 @@ def load(resolved: Resolved) -> BenchData:
         benchmark=resolved.benchmark,
         category=resolved.category,
         count_differences=resolved.count_differences,
+        leaks=leaks,
     )

@@ -163,6 +163,16 @@ def plan_methods(
     return plans
 
 
+def check_data(plans: list[MethodPlan], n_images: int) -> None:
+    """Settings that depend on the training set's size (``n_images``: the smallest training
+    set any cell of the run fits on), checked before the run folder is made."""
+    for p in plans:
+        try:
+            p.klass.check_data(p.settings(), n_images)
+        except DetectorError as err:
+            raise UsageError(f"{p.name}: {err}") from None
+
+
 def param_aliases(names: list[str], registry: Mapping[str, MethodEntry],
                   classes: Mapping[str, type[Detector]]) -> dict[str, str]:
     """``--param`` prefixes that also name an outside method: its class's name and

@@ -35,6 +35,7 @@ from leaderboard.records.schema import (
 )
 from leaderboard.scoring.resampling import (
     CI_METHOD,
+    Draw,
     design,
     ordered,
     percentile_ci,
@@ -152,3 +153,18 @@ def pixel_auroc(
     types = list(pos_of)
     return PixelAUROC(all=value(types), category={c: value([c]) for c in types},
                       n_pixels=int(masks.size), n_defect_pixels=int(masks.sum()))
+
+
+def resampled_auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                    categories: Sequence[str], groups: Sequence[str], draw: Draw,
+                    group: str | None = None) -> np.ndarray:
+    """The image AUROC of every resample of ``draw`` (R,): all anomalies, or group ``group``'s
+    pooled; a mean over several test sets (a benchmark's categories) gets its CI from these."""
+    s = np.asarray(scores, dtype=np.float64)
+    d = design(labels, categories, groups, len(s))
+    draw.check(d)
+    members = d.members("all") if group is None else d.groups[group]
+    neg = s[d.normal]
+    wins = sum(((draw.types[c] @ kernel(s[d.types[c]], neg)) * draw.normal).sum(1)
+               for c in members)
+    return wins / (sum(len(d.types[c]) for c in members) * len(neg))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,6 +78,9 @@ class PairedDifferences:
     level: float
     ci_method: str = "paired bootstrap (one draw for both methods); " + CI_METHOD
     p_method: str = P_METHOD
+    #: the ``all`` difference in each resample (R,): a mean over several test sets (a
+    #: benchmark's categories) gets its CI from these
+    resampled_all: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def mismatch(files_a: Sequence[str], files_b: Sequence[str]) -> str | None:
@@ -217,12 +220,15 @@ def paired_differences(
             p_value = _test(diff, var + _var(shared) / n0)[1]
         return row(members, point, diff, wins, p_value)
 
+    members = d.members("all")
+    n_all = sum(pos[c].shape[1] for c in members) * n0
     return PairedDifferences(
-        all=pooled(d.members("all")),
+        all=pooled(members),
         category={c: pooled([c]) for c in d.types},
         group={g: pooled(m) for g, m in d.groups.items()},
         average={g: average(m) for g, m in d.groups.items()},
         resamples=draw.resamples, seed=draw.seed, level=level,
+        resampled_all=sum(boot[c] for c in members) / n_all,
     )
 
 

@@ -85,7 +85,8 @@ def test_run_leaderboard_rerun_predict(capsys: pytest.CaptureFixture, tmp_path: 
     picked = read_record(out / "records/cadsd__dummy__seed0.json").scores[:2]
     images = [str(root / s.file_name) for s in picked]
     code, text = run_bench(capsys, "predict", "--model",
-                        str(out / "models/cadsd__dummy__seed0.safetensors"), "--json", *images)
+                           str(out / "models/cadsd__dummy__seed0.safetensors"), "--method",
+                           DUMMY, "--json", *images)
     assert code == 0
     got = [json.loads(line) for line in text.replace("} {", "}\n{").splitlines()]
     assert [g["score"] for g in got] == pytest.approx([s.score for s in picked], rel=1e-6)

@@ -166,7 +166,7 @@ def test_a_read_only_destination_gets_a_clean_error(capsys: pytest.CaptureFixtur
     monkeypatch.setattr(Path, "mkdir", refuse)
     code, text = _run(capsys, root, out)
     assert code == 1 and "Read-only file system" in text and str(tmp_path / "ro") in text
-    assert "no cell had finished" in text
+    assert "this run had finished no cell" in text
 
 
 def test_a_full_disk_keeps_the_finished_cells_and_a_rerun_resumes(
@@ -187,7 +187,7 @@ def test_a_full_disk_keeps_the_finished_cells_and_a_rerun_resumes(
     monkeypatch.setattr(store, "atomic_write_text", fills_up)
     code, text = _run(capsys, root, out)
     assert code == 1 and "No space left on device" in text
-    assert "the 1 cell record(s) written before it are kept" in text and "rerun" in text
+    assert "the 1 cell record(s) this run wrote before it are kept" in text and "rerun" in text
     assert sorted(p.name for p in (out / "records").iterdir()) == ["cadsd__dummy__seed0.json"]
     monkeypatch.setattr(store, "atomic_write_text", real)
     code, text = _run(capsys, root, out)

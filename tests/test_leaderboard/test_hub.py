@@ -187,9 +187,10 @@ def test_push_pull_repush_and_merge_through_a_local_hub(runs, tmp_path):
         image = min((runs["a"].parent / "cadsd" / "test").rglob("*.jpg"))
         local_model = runs["a"] / "models" / "cadsd__dummy__seed0.safetensors"
         pushed = _bench(env, "predict", "--model", "hf:lab-a/run1-cadsd-dummy-seed0",
-                        str(image), "--json")
+                        "--method", DUMMY, str(image), "--json")
         assert pushed.returncode == 0, pushed.stderr
-        assert json.loads(pushed.stdout)["score"] == score_images(local_model, [image])[0]["score"]
+        local = score_images(local_model, [image], trusted=[DUMMY])[0]["score"]
+        assert json.loads(pushed.stdout)["score"] == local
 
         # Pulled back, the run renders its local leaderboard, rows marked with their source.
         pulled = _bench(env, "leaderboard", "hf:lab-a/run1", "--out", str(tmp_path / "pa"))
@@ -269,7 +270,8 @@ def test_leaderboard_command_mistakes_exit_2(runs, tmp_path, capsys):
 def test_sections_put_the_real_cadsd_first_and_say_what_each_data_is(runs):
     import dataclasses
 
-    from leaderboard.hub.merge import by_fingerprint, data_label
+    from leaderboard.reporting.sections import data_label
+    from leaderboard.reporting.sections import dataset_sections as by_fingerprint
 
     synthetic = read_record(runs["c"] / RECORDS_DIR / "cadsd__dummy__seed0.json")
     paper = {"train/good": 400, "test/good": 210, "test/scratch": 41, "test/paint": 41,

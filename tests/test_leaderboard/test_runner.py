@@ -45,7 +45,7 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
     assert rec.status == "ok" and rec.error is None
     path = record_path(tmp_path, rec.cell.id)
     on_disk = json.loads(path.read_text())
-    assert on_disk["schema_version"] == SCHEMA_VERSION == 3 and read_record(path) == rec
+    assert on_disk["schema_version"] == SCHEMA_VERSION == 4 and read_record(path) == rec
     m = rec.method  # an outside method's provenance
     assert (m.origin, m.target, m.source_file) == ("import path", DUMMY, "harness_methods.py")
     assert m.source_sha256 == hashlib.sha256(Path(harness_methods.__file__).read_bytes()).hexdigest()
