@@ -14,6 +14,18 @@ official script scores the test set after every 60 epochs and keeps the maximum;
 the fixed budget and scores once. Score: mean of z^2 / 2 over all scales; map: the channel mean
 of z^2 at the finest scale, bilinearly upsampled to the input.
 
+Where the paper lives in the code (its full text was not readable when this table was written,
+so its parts are named by what they state, not by their printed numbers):
+
+| paper | what | code |
+|---|---|---|
+| sec. 3, feature extraction | a frozen EfficientNet at 3 scales (the image and its halves) | ``CSFlow.multiscale_features`` |
+| sec. 3.1, normalizing flow | change of variables: log p(x) = log p_Z(f(x)) + log det J | ``components.flow.CrossScaleFlow`` |
+| sec. 3.2, cross-scale coupling | affine coupling y1 = e(s(x2)) x1 + t(x2) on every scale at once; subnet of cross-scale convolutions | ``components.flow.ParallelCoupling``, ``CrossConvolutions`` |
+| sec. 3.2 / official code | soft clamping e(s) = exp(clamp 0.636 atan(s / clamp)) | ``components.flow.log_e`` |
+| sec. 3.3, loss | mean over images of (||z||^2 / 2 - log det J) / D | ``components.flow.flow_loss`` |
+| sec. 3.4, scoring | image score = mean z^2 / 2 over every position of all scales; map = finest scale's z^2 | ``components.flow.image_scores``, ``score_map`` |
+
 Budgets: ``paper`` is the official configuration (~38 PFLOP of training on CAD-SD: days on a
 CPU, about 20-70 minutes on a GPU of 10-30 TFLOP/s); ``quick`` keeps every part and shrinks the
 input, the hidden width and the epochs so that it trains in about 5 minutes on a 2-core CPU.

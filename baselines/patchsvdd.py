@@ -25,6 +25,18 @@ it is built (at fit, and again after ``load`` or on another device, from calibra
 kept with the model): its probes are the fewest whose measured 1-NN recall against the exact
 search reaches ``min_recall``, else the search is exact. The search used is in the record
 (``fit_notes``: ``search64``, ``search32``) and the leaderboard.
+
+Where the paper lives in the code (its full text was not readable when this table was written,
+so its parts are named by what they state, not by their printed numbers):
+
+| paper | what | code |
+|---|---|---|
+| sec. 3.1, patch-wise SVDD | L_SVDD' = ||f(p) - f(p')|| for a patch and a nearby one (replaces one centre) | ``components.svdd.svdd_pairs``, ``svdd_loss`` |
+| sec. 3.2, self-supervised learning | L_SSL = cross-entropy of the relative position (8 classes) of two nearby patches | ``components.svdd.position_pairs``, ``PositionClassifier`` |
+| sec. 3.2, total loss | L = lambda L_SVDD' + L_SSL, at K = 64 and K = 32 | ``PatchSVDD.losses``, ``PatchSVDD.total`` |
+| sec. 3.3, hierarchical encoding | f_64 built from four f_32 of its sub-patches | ``components.svdd.EncoderHier`` |
+| sec. 3.4, anomaly score | A(p) = min over training patches ||f(p) - f(p_normal)||, spread over the pixels each patch covers | ``components.svdd.distribute``, ``PatchSVDD.searchers`` |
+| sec. 3.4, multi-scale | the K = 64 and K = 32 maps multiplied; image score = its maximum | ``PatchSVDD.predict`` |
 """
 
 from __future__ import annotations

@@ -1,111 +1,26 @@
 """Dual PatchCore: PatchCore's local evidence and SA-PatchCore's global (self-attention)
 evidence from one backbone pass, fused into one score and one map. This project's own method,
-not from a paper (registry origin ``project``).
+not from a paper (registry origin ``project``); why each choice, what else was tried and the
+measured tables: ``sa_patchcore/README.md``.
 
-Why. On co-occurrence data the two detectors fail in opposite places: PatchCore's avg-pooled
-patches find small local defects (scratch, paint) but score a missing nut *below* chance (its
-patches are all normal), while SA-PatchCore's attended layer3 carries whole-image context and
-finds the missing or doubled nut, at some cost on local defects. Both read the same layer2 and
-layer3 maps, so one forward pass serves both.
-
-Design (chosen on dev sets ``cadsd synth --seed`` 101, 404 and 505 with the embedded
-MobileNetV2 and EfficientNet-Lite2; judged once on seeds 202 and 303, see "Measured"):
-
-* **Branches.** ``local`` = PatchCore's hooks (:meth:`PatchCore.aggregate` / ``combine``:
-  3x3 avg-pooled layer2 + layer3) and its coreset bank, built exactly as PatchCore builds it;
-  ``global`` = SA-PatchCore's attended embedding (:class:`SAPatchCore`'s ``sa_pooling`` /
-  ``sa_layers`` settings apply).
-* **The global branch's image score** (``global_score="gaussian"``, default): the Mahalanobis
-  distance ``||z||``, ``z = W (m - mu)``, of the image's *mean* SA embedding ``m`` (over the
-  patch grid) under a Gaussian ``(mu, C = (W^T W)^-1)`` of the training images' mean
-  embeddings, Ledoit-Wolf shrunk (:func:`gaussian_fit`). Why: the attention mixes every
-  position into every patch, so a missing or doubled nut moves *all* patch vectors a little,
-  which the mean pools while averaging noise out; and the whitening lets the few directions
-  that carry "how many nuts" count as much as the large pose variation (a Euclidean nearest
-  neighbour of the mean, k = 1 or 5, is dominated by pose and fails: see below). SA-PatchCore's
-  own score, the largest patch distance to its bank (``global_score="max"``), takes its single
-  noisiest patch: its normal images' upper tail is what cost the local defects under the max
-  rule.
-* **The global branch's map**: each patch's share of that distance, ``s_p = (e_p - mu)^T W^T z
-  / ||z||`` (:func:`gaussian_scores`): the patch's deviation from the normal mean projected on
-  the image's whitened anomaly direction. The shares average exactly to ``||z||``, so the map
-  is the image score spread over the patches, and it costs one matrix-vector product: no
-  global bank, no second search (``global_score="max"`` keeps SA-PatchCore's bank and map;
-  then ``branches="local"`` and ``"global"`` score exactly as ``patchcore`` and
-  ``sa_patchcore``, pinned by the tests). On dev seed 101 (MobileNetV2, pixel AUROC all /
-  scratch / paint / over-coupling / lacking, fused map): shares .824 / .999 / .995 / .996 /
-  .619; SA-PatchCore's map (``max``) .704 / .999 / .975 / .716 / .704.
-* **Calibration.** The branches' scores live on unrelated scales, so a raw max is decided by
-  whichever branch has the larger scale. Each branch's scores are divided by a statistic of
-  *held-out training* scores: the training images are split into ``folds`` seeded folds; for
-  each fold, the local bank (same coreset) and the Gaussian are built from the other folds and
-  score the fold's images. Features are extracted once; fold banks are coresets of subsets of
-  those patch chunks, so calibration costs coresets and searches, never a second backbone pass.
-  The image scores are calibrated by the held-out image scores, the maps by the held-out map
-  peaks (largest patch distance, largest share). The final bank and Gaussian use all training
-  images; no test image is read by ``fit``.
-* **Which statistic.** ``calibration="quantile"`` (default) divides by the held-out 0.95
-  quantile: both distances have a natural zero, so scale alone is the honest transform, and 1.0
-  then means "as far as the 5% most unusual held-out normal images" in both branches: the max
-  rule's false alarms come from that upper tail, which is what this aligns. ``zscore`` (mean
-  and std) aligns the bulk instead.
-* **Fusion.** ``fusion="max"`` (default): the image score is the largest calibrated branch
-  score, the map the pixelwise largest calibrated branch map. An anomaly needs to stand out in
-  one branch only: a missing nut is invisible to the local branch, whose low score must not
-  pull the fused score down as a mean does. ``fusion="mean"`` stays available for studies.
-* ``folds="auto"``: as many folds as the cost of two folds at 400 images allows
-  (:func:`auto_folds`: 2 from 300 images up, 3 at 200, 9 at 100, leave-one-out at 40 or
-  fewer; the count used is in the record's ``fit_notes``). Held-out scores come from models
-  fitted on ``1 - 1/folds`` of the images and overstate the final model's distances, the more
-  so the fewer the images. On the first 50 training images of dev seeds (worst per-type gap,
-  2 folds then 32): MobileNetV2 404 -0.054, -0.012; Lite2 101 -0.049, -0.005; on 100 and 200
-  images 2 folds were already within 0.006 and more changed nothing (404 at 100: -0.005 /
-  -0.006 with 9; 505 at 200: -0.001 with 2 or 3). At 400 images (CAD-SD) ``auto`` is 2.
-
-Dev-set evidence (offline on one fit's cached branch outputs, which equal ``predict``'s; image
-AUROC over all types, and the worst per-type gap to the better of PatchCore and SA-PatchCore on
-that type, averaged over the six backbone x seed sets; the target is a gap of at least -0.03):
-
-* ``global_score="max"`` (this method until issue 24's follow-up): all .85, mean worst gap
-  -0.052, target met on 3 of 6 (Lite2 on none: its SA-PatchCore is near chance on local
-  defects, and no rescaling of a max of the two branches helps: sweeping a fixed global weight
-  on Lite2 seed 101, paint needs it <= 0.955 and lacking >= 0.975). Rescalings tried on it,
-  none meeting more targets: held-out quantile 0.90 / 0.99 / max, z-score, median-MAD,
-  exponential-tail and empirical p-values, log-normal, log-sum-exp, residual-given-the-other,
-  and a tail/bulk branch weight (``tail_weight``, kept as an option: it scales each branch by
-  ``exp(-g * centred log T_b)``, ``T_b = (Q95 - Q50) / (Q50 - Q05)``, :func:`tail_factors`).
-* Other global image scores, same calibration and fusion (mean worst gap, targets met): mean
-  patch distance -0.047 (3/6); top 1/5/20% patch mean -0.047/-0.043/-0.043 (3/6 each);
-  Euclidean 1-NN / 5-NN of the mean embedding -0.053 / -0.058 (2/6, 1/6); 1-NN of the
-  per-channel max -0.051 (2/6); Mahalanobis of the attended layer3 channels' mean only -0.004
-  (6/6); **Mahalanobis of the whole SA embedding's mean: -0.002 (6/6), all .979** (chosen);
-  the same of PatchCore's local embedding's mean -0.042 (2/6).
-* Around the choice: covariance Ledoit-Wolf / OAS / sample + 0.01 I / sample + I: mean worst
-  gap -0.002 / -0.003 / -0.000 / -0.006, all .979 / .980 / .945 / .968 (Ledoit-Wolf: no
-  constant to pick, and it stays well-conditioned below D images); held-out quantile 0.90 /
-  0.95 / 0.99: -0.004 / -0.002 / -0.002; uncalibrated (raw max): all .744, -0.398.
-
-Measured (evaluation seeds 202 and 303, run once after every choice above was fixed; this
-class's ``fit`` and ``predict``, PatchCore's and SA-PatchCore's scores from the same fit's
-branches, which equal theirs; image AUROC % all, dual vs the better of PatchCore and
-SA-PatchCore, then the dual's worst per-type gap to the better of the two on that type):
-MobileNetV2 202: 98.5 vs 78.5, 0.0 (scratch; paint +0.4, over-coupling +16.4, lacking +16.9);
-303: 98.6 vs 79.2, -0.4 (paint). EfficientNet-Lite2 202: 97.9 vs 71.9, 0.0 (scratch); 303:
-95.0 vs 69.4, -0.6 (paint). Both targets (overall +3 points, every type within 3) are met on
-all four. With ``global_score="max"`` the same sets gave 88.5 / 87.7 / 83.1 / 81.9 and worst
-gaps -3.6 / -2.9 / -8.3 / -11.4. Cost, ``python -m leaderboard.perf --backbones
-mobilenet_v2 --methods sa_patchcore,sa_patchcore_dual`` (2-core EPYC, idle): batch-1 latency
-1.04x SA-PatchCore's (paired, 17.4 vs 16.7 ms median), fit 1.13x (16.3 vs 14.5 s: the
-Gaussian 1.6 s, most of it scikit-learn's import, and the local fold calibration 4.0 s). With
-SA-PatchCore's bank kept for the global map (a second coreset and search per image, as
-``global_score="max"`` has), the same command gave 1.32x and 1.91x earlier that day.
-
-Settings for the study (``bench run --suite dual``): ``branches`` (``both``, ``local``,
-``global``), ``global_score`` (variant ``-maxglobal``: ``max``), ``calibrate`` (False: the
-raw maximum), ``folds``, ``fusion``, ``calibration`` (variant ``-zscore``), ``tail_weight``;
-everything else is PatchCore's and SA-PatchCore's. Nothing is set per dataset: the same defaults
-run on CAD-SD, MVTec AD and LOCO with any backbone that has the ``patchcore`` role. The Gaussian
-needs at least 2 training images outside each fold (3 images with ``folds="auto"``).
+* Branches: ``local`` = PatchCore's embedding (3x3 avg-pooled layer2 + layer3) and its coreset
+  bank; ``global`` = SA-PatchCore's attended embedding. Both from one backbone pass.
+* Local score: s_L = max_p min_m ||e_p - m|| (PatchCore); map: the patch distances.
+* Global score (``global_score="gaussian"``): s_G = ||z||, z = W (mean_p e_p - mu), with
+  (mu, C = (W^T W)^-1) a Ledoit-Wolf Gaussian of the training images' mean embeddings
+  (:func:`gaussian_fit`); map: each patch's share s_p = (e_p - mu)^T W^T z / ||z||, whose mean
+  over patches is s_G (:func:`gaussian_scores`). ``global_score="max"``: SA-PatchCore's own bank.
+* Calibration: the training images are split into ``folds`` seeded folds (``"auto"``:
+  :func:`auto_folds`, 2 from 300 images up); each fold is scored by the bank and Gaussian of the
+  other folds. Each branch's image scores are divided by the held-out 0.95 quantile
+  (``calibration="quantile"``; ``"zscore"``: mean and std), its maps by the held-out map peaks'.
+  Features are extracted once; no test image is read by ``fit``.
+* Fusion (``fusion="max"``): score = max_b s_b / q_b, map = pixelwise max of the calibrated
+  maps (an anomaly needs to stand out in one branch only).
+* Study settings (``bench run --suite dual``): ``branches``, ``global_score``, ``calibrate``,
+  ``folds``, ``calibration``, ``quantile``, ``fusion``, ``tail_weight``; everything else is
+  PatchCore's and SA-PatchCore's. The Gaussian needs at least 2 training images outside each
+  fold (:meth:`DualPatchCore.check_data`, checked before a run).
 """
 
 from __future__ import annotations
