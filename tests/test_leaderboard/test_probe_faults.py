@@ -136,8 +136,10 @@ def test_two_datasets_in_one_folder_get_two_sections(
     # each section has one seed (a CI), never a mean over the two datasets' cells
     assert "| (deterministic)" not in board.replace("dummy (outside method) | ", "| ")
     assert not re.search(r"± \d", board)
-    rows = [line for line in board.splitlines() if line.startswith("| dummy") and "[" in line]
-    assert len(rows) == 2  # Table 2's row in each section, a single seed's value [CI]
+    tables2 = [part.split("\n### ", 1)[0] for part in board.split("### Table 2:")[1:]]
+    rows = [line for t in tables2 for line in t.splitlines() if line.startswith("| dummy")]
+    # Table 2's row in each section: a single seed's value [CI], the same in both
+    assert len(rows) == 2 and all(re.search(r"\| \d+\.\d \[", r) for r in rows)
 
 
 def test_a_record_that_is_not_its_files_cell_is_refused(
