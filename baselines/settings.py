@@ -41,7 +41,12 @@ class Setting:
 
 def settings_of(klass: type) -> dict[str, Setting]:
     """The keyword settings of ``klass.__init__`` in signature order. An ``__init__`` that
-    passes ``**kwargs`` on to its parent's (a subclass adding settings) also has the parent's."""
+    passes ``**kwargs`` on to its parent's (a subclass adding settings) also has the parent's.
+    A class whose settings are not a signature (a generated wrapper of another library's model)
+    declares them with a ``declared_settings()`` classmethod."""
+    declared = getattr(klass, "declared_settings", None)
+    if declared is not None:
+        return dict(declared())
     out: dict[str, Setting] = {}
     for cls in klass.__mro__:
         init = cls.__dict__.get("__init__")

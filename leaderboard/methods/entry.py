@@ -9,6 +9,8 @@ from typing import Any
 #: origins: the paper's methods and baselines, this project's own, and outside methods
 BUILTIN, PROJECT, IMPORT_PATH, ENTRY_POINT = "builtin", "project", "import path", "entry point"
 OUTSIDE = (IMPORT_PATH, ENTRY_POINT)
+#: a model of anomalib's zoo run through the bridge (``--methods anomalib:NAME``)
+ANOMALIB = "anomalib"
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,10 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None) -> tuple[list[R
                          package + (f"; {klass.paper}" if klass.paper else "")))
         except BenchError as err:
             rows.append((name, f"refused: {err}", plugin.target, package))
+    from leaderboard.methods import anomalib
+
+    zoo_rows, zoo_notes = anomalib.list_rows()
+    rows += zoo_rows
     notes = [
         ("`--methods all` runs the paper's methods and baselines and this project's "
          "sa_patchcore_dual (marked \"this project's method\"; its study: `--suite dual`), "
@@ -62,7 +66,7 @@ def list_rows(registry: Mapping[str, MethodEntry] | None = None) -> tuple[list[R
     ]
     if not plugins:
         notes.insert(1, f"No package has registered a method in `{outside.GROUP}`.")
-    return rows, budget_notes + notes
+    return rows, budget_notes + notes + zoo_notes
 
 
 def budget_line(name: str, klass: type[Detector]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from leaderboard.errors import UsageError
-from leaderboard.methods import outside
+from leaderboard.methods import anomalib, outside
 from leaderboard.methods.builtin import METHODS, SUITES
 from leaderboard.methods.entry import BUILTIN, PROJECT, MethodEntry
 
@@ -65,6 +65,11 @@ def resolve(spec: str, registry: Mapping[str, MethodEntry] | None = None
                 raise UsageError("no method is registered yet; see `bench list`")
             names += found
             continue
+        if anomalib.named(item):
+            for entry in anomalib.entries(item, reg):
+                reg[entry.name] = entry
+                names.append(entry.name)
+            continue
         if ":" in item:
             entry = outside.from_import_path(item, reg)
         else:
@@ -108,6 +113,10 @@ def saved_classes(trusted: Sequence[str] = ()) -> Callable[[str], type[Detector]
     def resolve_target(target: str) -> type[Detector]:
         allowed = {e.target for e in METHODS.values() if e.target}
         allowed |= {p.target for p in outside.entry_points().values()}
+        if target.startswith("baselines.anomalib_zoo:"):  # the bridge's classes: named, not paths
+            from baselines.anomalib_zoo import ZOO
+
+            allowed |= {f"baselines.anomalib_zoo:{n}" for n in ZOO}
         for item in trusted:
             allowed.add(METHODS[item].target if item in METHODS else item)
         if target not in allowed:

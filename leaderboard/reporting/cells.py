@@ -123,6 +123,9 @@ def row_label(method: str, records: Sequence[Record]) -> str:
     trained on a shortened budget never passes for the paper's method, and with its origin
     when it is not one of the built-in methods (an outside method, this project's own)."""
     budgets = {r.method.budget for r in records} - {None, "paper"}
+    if records and records[0].method.origin == "anomalib":  # `patchcore · anomalib 2.7.0`
+        versions = ", ".join(sorted({str(r.method.distribution_version) for r in records}))
+        method = f"{method.removeprefix('anomalib-')} · anomalib {versions}"
     marks = [ORIGIN_LABELS[o] for o in dict.fromkeys(r.method.origin for r in records)
              if o in ORIGIN_LABELS]
     if budgets:

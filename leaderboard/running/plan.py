@@ -179,7 +179,13 @@ def param_aliases(names: list[str], registry: Mapping[str, MethodEntry],
     ``__name__`` (``--param MyDetector.k=1``) and its import path. A prefix that names two
     selected methods is left out (it is ambiguous)."""
     found: dict[str, set[str]] = {}
+    from leaderboard.methods import anomalib
+    from leaderboard.methods.entry import ANOMALIB
+
     for n in names:
+        if registry[n].origin == ANOMALIB:
+            for alias in anomalib.aliases(registry[n]):
+                found.setdefault(alias, set()).add(n)
         if registry[n].outside:
             klass = classes[n]
             for alias in (klass.__name__, klass.name, registry[n].target or ""):
@@ -248,6 +254,9 @@ def check_backbone_role(plan: MethodPlan, backbone: str) -> None:
 
     try:
         get_spec(backbone).role_layers(plan.klass.backbone_role or "")
+        check = getattr(plan.klass, "check_backbone", None)
+        if check is not None:  # a model that builds its backbone by name (anomalib's)
+            check(backbone)
     except DetectorError as err:
         raise UsageError(f"--backbone {backbone} cannot run {plan.name}: {err}") from None
 

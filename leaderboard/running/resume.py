@@ -45,6 +45,13 @@ def _check_same_method(path: Path, record: Record, planned: MethodPlan) -> None:
             f"now {str(now.source_sha256)[:12]}); pass --force to recompute it with this "
             "code, or a new --out"
         )
+    if record.method.distribution_version != now.distribution_version:
+        raise BenchError(
+            f"{path} was computed with {record.method.distribution} "
+            f"{record.method.distribution_version} and this run has "
+            f"{now.distribution_version}: cells of two versions are never mixed; pass --force "
+            "to recompute it, or a new --out"
+        )
     if record.method.settings_key() != now.settings_key():
         raise BenchError(
             f"{path} was computed with another budget or other method settings (budget "

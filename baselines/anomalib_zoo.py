@@ -1,0 +1,638 @@
+"""anomalib's image models as Detectors: ``baselines.anomalib_zoo:Patchcore`` wraps
+``anomalib.models.Patchcore`` (anomalib 2.7, the optional extra ``cadsd-bench[anomalib]``).
+
+The harness supplies what every method gets (decoded images at the model's input, its seeds,
+device and budget) and the backbone; the model is anomalib's, unchanged:
+
+* **Backbone.** anomalib builds its CNNs with ``timm.create_model(name, pretrained=True)``. For
+  a harness backbone that timm also builds (``efficientnet_lite2`` = timm's
+  ``tf_efficientnet_lite2``, ``resnet18``, ``wide_resnet50_2``) the bridge hands timm the
+  harness's own checked weights as that name's pretrained state dict while the model is built
+  (:func:`harness_weights`), so the models run offline with real ImageNet weights; the
+  weights' sha256 is recorded as for the built-in methods. A model's default layers (ResNet
+  names) map to the backbone's layers of the same stride (``layer2`` -> ``blocks.2`` on
+  EfficientNet-Lite2). Models that only accept certain names (Fastflow, Cfa,
+  ReverseDistillation: ResNets) run where those weights are cached and are refused otherwise.
+* **Input.** The model's anomalib default resize and centre crop, decoded once by the harness;
+  the normalisation is the backbone's own (EfficientNet-Lite2 wants [-1, 1]), applied by the
+  model's anomalib ``PreProcessor`` with its resize left out (already done).
+* **Scores.** anomalib's raw model output (``model.model(x)`` in eval mode): its
+  post-processor (normalisation, thresholds), evaluator and visualizer are off; every metric
+  comes from the harness.
+* **Training.** anomalib's own ``training_step``, optimizer and trainer arguments through a
+  Lightning ``Trainer`` with no validation loop, no early stopping and no checkpoint choice
+  (anomalib's folder datasets validate on the test split: never here). ``max_epochs`` is
+  anomalib's example config's value (``budget paper``); ``quick`` and ``smoke`` cap
+  ``max_steps``. Progress (step, loss, ETA) goes to the harness's bars.
+
+Each model becomes a class here on first use (``module.__getattr__``), with settings = the
+harness's run settings, ``image_size``, ``max_epochs``/``max_steps`` for trained models and the
+anomalib constructor's own keyword arguments of plain types (``--param
+anomalib:Stfpm.KEY=VALUE``). What a model needs that cannot be had offline is in :data:`ZOO`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import logging
+import typing
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from baselines.base import BackboneInfo, Detector, Prediction, Train
+from baselines.device import resolve_device
+from baselines.errors import DetectorError
+from baselines.preprocess import InputSpec
+from baselines.settings import Setting
+from baselines.training import Progress, TrainingSet
+
+VERSIONS = ">=2.7,<2.8"
+INSTALL = "pip install 'cadsd-bench[anomalib]'"
+#: harness backbone -> the timm architecture anomalib builds for it
+TIMM_NAMES = {"efficientnet_lite2": "tf_efficientnet_lite2", "resnet18": "resnet18",
+              "wide_resnet50_2": "wide_resnet50_2"}
+#: the settings the bridge handles itself (the rest go to the anomalib constructor)
+BRIDGE_SETTINGS = ("backbone", "weights", "device", "seed", "image_size", "crop", "resample",
+                   "max_epochs", "max_steps")
+_STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+_COMPONENTS = ("pre_processor", "post_processor", "evaluator", "visualizer")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """What the bridge knows of one anomalib model beyond its signature."""
+
+    trained: bool
+    #: anomalib's example config's max_epochs (``examples/configs/model/*.yaml``); trained only
+    epochs: int | None = None
+    #: the constructor argument naming the CNN backbone (None: the model has none)
+    backbone_arg: str | None = "backbone"
+    #: harness backbones the model accepts by name (None: any timm CNN)
+    backbones: tuple[str, ...] | None = None
+    #: what it needs that this machine may lack, and how to get it (refused when missing)
+    needs: str = ""
+    #: steps of the ``quick`` budget (trained models)
+    quick_steps: int = 150
+
+
+ZOO: dict[str, ZooModel] = {
+    "Patchcore": ZooModel(trained=False),
+    "Padim": ZooModel(trained=False),
+    "Dfkde": ZooModel(trained=False),
+    "Dfm": ZooModel(trained=False),
+    "Stfpm": ZooModel(trained=True, epochs=100),
+    "Cflow": ZooModel(trained=True, epochs=50, quick_steps=60),
+    "Fre": ZooModel(trained=True, epochs=220),
+    "Ganomaly": ZooModel(trained=True, epochs=100, backbone_arg=None),
+    "Supersimplenet": ZooModel(trained=True, epochs=300, quick_steps=60),
+    "Patchflow": ZooModel(trained=True, epochs=200, quick_steps=30),
+    "Fastflow": ZooModel(trained=True, epochs=500, backbones=("resnet18", "wide_resnet50_2")),
+    "Cfa": ZooModel(trained=True, epochs=30, backbones=("resnet18", "wide_resnet50_2")),
+    "ReverseDistillation": ZooModel(trained=True, epochs=200,
+                                    backbones=("resnet18", "wide_resnet50_2")),
+}
+#: models the bridge does not run here, and why (shown by ``bench list``, said when named)
+REFUSED = {
+    "EfficientAd": "its pretrained teacher (pretrained_teacher_small.pth from anomalib's "
+                   "GitHub release, unpacked to ./pre_trained/) and ImageNette "
+                   "(./datasets/imagenette) must be downloaded",
+    "Draem": "the DTD texture dataset (./datasets/dtd) must be downloaded",
+    "Dsr": "its pretrained VQ-VAE weights (anomalib's GitHub release) must be downloaded",
+    "Csflow": "timm's efficientnet_b5 ImageNet weights must be downloaded",
+    "Uflow": "timm's CaiT (mcait) ImageNet weights must be downloaded",
+    "Glass": "not run by this bridge yet: with a non-ResNet backbone its layers are not "
+             "mapped (the ResNet weights it expects must be downloaded)",
+    "MHPatchcore": "not run by this bridge yet: its fit hook was not reached through the "
+                   "bridge's trainer (and its wide_resnet50_2.tv2_in1k weights must be "
+                   "downloaded)",
+    "UniNet": "timm's wide_resnet50_2 ImageNet weights must be downloaded",
+    **{m: "DINOv2/DINOv3 ViT weights (Hugging Face Hub) must be downloaded"
+       for m in ("Dinomaly", "AnomalyDINO", "InpFormer", "FoundAD", "Rad", "SuperADD",
+                 "GeneralAD", "AnomalyVFM", "CFM", "L2BT")},
+    "WinClip": "OpenAI CLIP weights (open_clip) must be downloaded",
+    "VlmAd": "a vision-language model service (Ollama, OpenAI or Hugging Face) is needed",
+    "AiVad": "a video model: this harness scores still images",
+    "Fuvas": "a video model: this harness scores still images",
+}
+
+
+def available() -> str | None:
+    """anomalib's version when a usable one is installed, else None."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        found = version("anomalib")
+    except PackageNotFoundError:
+        return None
+    return found if found.startswith("2.7") else None
+
+
+def require() -> str:
+    """anomalib's version, or a DetectorError naming the install command."""
+    found = available()
+    if found is None:
+        raise DetectorError(f"anomalib models need anomalib {VERSIONS}: {INSTALL}")
+    return found
+
+
+# -- the backbone ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def harness_weights(arch: str, state: Mapping[str, torch.Tensor] | None) -> Iterator[None]:
+    """While the block runs, ``timm.create_model(arch, pretrained=True)`` loads ``state`` (the
+    harness's checked weights) instead of downloading timm's; restored afterwards."""
+    if state is None:
+        yield
+        return
+    from timm.models import _registry
+
+    cfgs = _registry._model_pretrained_cfgs
+    keys = [k for k in cfgs if k.split(".")[0] == arch]
+    saved = {k: cfgs[k] for k in keys}
+    for k in keys:
+        cfgs[k] = dataclasses.replace(cfgs[k], state_dict=dict(state), hf_hub_id=None, url=None,
+                                      file=None, source=None)
+    try:
+        yield
+    finally:
+        cfgs.update(saved)
+
+
+def map_layers(layers: Sequence[str], arch: str) -> list[str]:
+    """ResNet layer names -> ``arch``'s feature layers of the same stride (timm's names)."""
+    if not all(layer in _STRIDES for layer in layers):
+        return list(layers)
+    import timm
+
+    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
+    by_stride = {i["reduction"]: i["module"] for i in info}
+    return [by_stride[_STRIDES[layer]] for layer in layers]
+
+
+def channels(arch: str, layers: Sequence[str]) -> int:
+    """The summed channels of ``arch``'s feature layers ``layers``."""
+    import timm
+
+    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
+    return sum(i["num_chs"] for i in info if i["module"] in layers)
+
+
+def feature_strides(arch: str) -> dict[str, int]:
+    """``arch``'s feature layers and their strides."""
+    import timm
+
+    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
+    return {i["module"]: i["reduction"] for i in info}
+
+
+# -- the settings a generated class gets -------------------------------------------------------
+def _plain(hint: Any, default: Any) -> tuple[Any, Any] | None:
+    """An anomalib annotation and default as a setting's (hint, default), or None when the
+    argument is not a plain value (a module, a callable: not settable from the command line)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(default, Enum):
+        return Literal[tuple(e.value for e in type(default))], default.value  # type: ignore[misc]
+    if hint in (int, float, bool, str):
+        return hint, default
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        parts = [a for a in args if a is not type(None)]
+        if len(parts) == 1:
+            inner = _plain(parts[0], default)
+            return (inner[0] | None, inner[1]) if inner else None
+        if all(p in (int, float, bool, str) for p in parts):
+            return hint, default
+        return None
+    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
+        item = args[0] if args and args[0] is not Ellipsis else str
+        if item in (int, float, str):
+            return tuple[item, ...], tuple(default) if default is not None else None
+    if hint is inspect.Parameter.empty and isinstance(default, (int, float, bool, str)):
+        return type(default), default
+    return None
+
+
+@functools.cache
+def anomalib_class(name: str) -> type:
+    require()
+    with _quiet():
+        from anomalib import models
+
+    if name not in getattr(models, "__all__", ()):
+        raise DetectorError(f"anomalib {available()} has no model {name!r}; its models: "
+                            f"{', '.join(models.__all__)}")
+    return getattr(models, name)
+
+
+def model_settings(name: str) -> dict[str, Setting]:
+    """The settings of ``anomalib:NAME`` in order: run settings, the bridge's, then the anomalib
+    constructor's plain keyword arguments (its backbone and components left out)."""
+    facts = ZOO.get(name, ZooModel(trained=True))
+    out: dict[str, Setting] = {}
+    if facts.backbone_arg:
+        out["backbone"] = Setting("backbone", "efficientnet_lite2", str)
+        out["weights"] = Setting("weights", "imagenet", str)
+    out["device"] = Setting("device", "cpu", str)
+    out["seed"] = Setting("seed", 0, int)
+    out["image_size"] = Setting("image_size", None, int | None)
+    out["crop"] = Setting("crop", None, int | None)
+    out["resample"] = Setting("resample", "bilinear",
+                              Literal["bilinear", "bicubic", "lanczos", "nearest"])
+    if facts.trained:
+        out["max_epochs"] = Setting("max_epochs", facts.epochs, int | None)
+        out["max_steps"] = Setting("max_steps", -1, int)
+    klass = anomalib_class(name)
+    hints = typing.get_type_hints(klass.__init__) if klass.__init__ else {}
+    for arg, p in inspect.signature(klass.__init__).parameters.items():
+        if arg in ("self", facts.backbone_arg, "pre_trained", *_COMPONENTS) or arg in out \
+                or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or hasattr(nn.Module, arg):
+            continue
+        default = None if p.default is p.empty else p.default
+        plain = _plain(hints.get(arg, p.annotation), default)
+        if plain is None:
+            continue
+        if arg in ("layers", "layer"):  # None: the backbone's layers of anomalib's strides
+            plain = (plain[0] | None, None)
+        out[arg] = Setting(arg, plain[1], plain[0])
+    return out
+
+
+def default_layers(name: str) -> dict[str, Any]:
+    """anomalib's default ``layers``/``layer`` for model ``name`` (ResNet names)."""
+    sig = inspect.signature(anomalib_class(name).__init__)
+    return {k: sig.parameters[k].default for k in ("layers", "layer") if k in sig.parameters}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """anomalib's and Lightning's import-time and trainer chatter off."""
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch",
+                                                "lightning.fabric", "anomalib")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+# -- the Detector --------------------------------------------------------------------------
+class AnomalibDetector(Detector):
+    """An anomalib model run by the harness (see the module docstring); one subclass per
+    model, made by :func:`detector_class`."""
+
+    anomalib_name: ClassVar[str] = ""
+    fit_batch_size: ClassVar[int] = 32  # anomalib's train_batch_size default
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        require()
+        known = type(self).settings()
+        unknown = set(kwargs) - set(known)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown settings {sorted(unknown)}")
+        for key, setting in known.items():
+            value = kwargs.get(key, setting.default)
+            setattr(self, key, list(value) if isinstance(value, tuple) else value)
+        self._check_settings()
+        for key in known:  # back to the types anomalib expects
+            if isinstance(getattr(self, key), list):
+                setattr(self, key, tuple(getattr(self, key)))
+        self.device = resolve_device(self.device)
+        self.backbone_sha256: str | None = None
+        self.built_notes: dict[str, Any] = {}  # settings the bridge had to choose
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.module = self._build()
+        self.module.to(self.device)  # in the modes anomalib built it in, until fit ends
+
+    @classmethod
+    def declared_settings(cls) -> dict[str, Setting]:
+        """The settings (read by :func:`baselines.settings.settings_of`): not a signature."""
+        return model_settings(cls.anomalib_name)
+
+    @classmethod
+    def facts(cls) -> ZooModel:
+        return ZOO.get(cls.anomalib_name, ZooModel(trained=True))
+
+    @classmethod
+    def validate(cls, params: Mapping[str, Any]) -> None:
+        facts = cls.facts()
+        size = params.get("image_size")
+        if size is not None and not 32 <= size <= 2048:
+            raise DetectorError(f"image_size must be in [32, 2048], got {size}")
+        crop = params.get("crop")
+        if crop is not None and not 32 <= crop <= (size or _default_size(cls.anomalib_name)[0]):
+            raise DetectorError(f"crop must be in [32, the resize], got {crop}")
+        if facts.trained:
+            if params.get("max_epochs") is None and params.get("max_steps", -1) < 1:
+                raise DetectorError("set max_epochs or max_steps (>= 1): training must end")
+            if params.get("max_epochs") is not None and params["max_epochs"] < 1:
+                raise DetectorError(f"max_epochs must be >= 1, got {params['max_epochs']}")
+
+    @classmethod
+    def check_backbone(cls, backbone: str) -> None:
+        """A DetectorError when the model cannot take harness backbone ``backbone``."""
+        facts = cls.facts()
+        able = facts.backbones or tuple(TIMM_NAMES)
+        if facts.backbone_arg and backbone not in able:
+            raise DetectorError(f"anomalib's {cls.anomalib_name} builds its backbone by timm "
+                                f"name; the harness can give it {', '.join(able)}")
+
+    # -- input ------------------------------------------------------------------------------
+    @classmethod
+    def input_for(cls, params: Mapping[str, Any]) -> InputSpec:
+        resize, crop = _default_size(cls.anomalib_name)
+        if params.get("image_size"):
+            resize, crop = int(params["image_size"]), None
+        if params.get("crop"):
+            crop = int(params["crop"])
+        return InputSpec(resize=resize, crop=crop, resample=params.get("resample", "bilinear"),
+                         normalization=_normalization_text(cls, params))
+
+    # -- building ---------------------------------------------------------------------------
+    def _build(self) -> nn.Module:
+        from torchvision.transforms.v2 import Compose, Normalize, Resize
+
+        facts = self.facts()
+        kwargs = {k: getattr(self, k) for k in self.settings() if k not in BRIDGE_SETTINGS}
+        state, arch, mean_std = None, None, None
+        if facts.backbone_arg:
+            type(self).check_backbone(self.backbone)
+            from baselines.components.backbones import build_model, get_spec
+
+            spec = get_spec(self.backbone)
+            arch = TIMM_NAMES[self.backbone]
+            model, self.backbone_sha256 = build_model(self.backbone, self.weights, self.seed)
+            state = model.state_dict() if str(self.weights) != "none" else None
+            mean_std = (list(spec.mean), list(spec.std))
+            kwargs[facts.backbone_arg] = arch
+            if "pre_trained" in inspect.signature(anomalib_class(self.anomalib_name)).parameters:
+                kwargs["pre_trained"] = state is not None
+            for key, value in default_layers(self.anomalib_name).items():
+                if kwargs.get(key) is None:
+                    mapped = map_layers([value] if isinstance(value, str) else list(value), arch)
+                    kwargs[key] = mapped[0] if isinstance(value, str) else mapped
+            if (self.anomalib_name == "Fre" and kwargs.get("input_dim") == 65536
+                    and arch != "resnet50"):
+                # anomalib's default is resnet50's layer3 pooled by 2 at 256 px: the flattened
+                # pooled features of the backbone given here instead
+                stride = feature_strides(arch)[kwargs["layer"]]
+                side = type(self).input_for(self.get_params()).size
+                cells = (side // stride // kwargs["pooling_kernel_size"]) ** 2
+                kwargs["input_dim"] = channels(arch, [kwargs["layer"]]) * cells
+                self.built_notes["input_dim"] = kwargs["input_dim"]
+            if (self.anomalib_name == "Padim" and kwargs.get("n_features") is None
+                    and arch not in ("resnet18", "wide_resnet50_2")):
+                # anomalib has a default only for its two ResNets: keep every dim (as the
+                # built-in PaDiM does when a backbone has fewer than 550)
+                kwargs["n_features"] = channels(arch, kwargs["layers"])
+                self.built_notes["n_features"] = kwargs["n_features"]
+        klass = anomalib_class(self.anomalib_name)
+        base = klass.configure_pre_processor()
+        # the harness decoded the images at the model's input already: the resize that stays
+        # is to that same size (a no-op that tells size-aware models their input)
+        side = type(self).input_for(self.get_params()).size
+        steps = [Resize((side, side), antialias=True)]
+        for t in getattr(base.transform, "transforms", [base.transform]):
+            if type(t).__name__ in ("Resize", "CenterCrop"):
+                continue
+            if type(t).__name__ == "Normalize" and mean_std is not None:
+                t = Normalize(*mean_std)  # the backbone's own normalisation
+            steps.append(t)
+        from anomalib.pre_processing import PreProcessor
+
+        pre = PreProcessor(transform=Compose(steps))
+        with _quiet(), harness_weights(arch or "", state):
+            return klass(**kwargs, pre_processor=pre, post_processor=False, evaluator=False,
+                         visualizer=False)
+
+    # -- the contract ------------------------------------------------------------------------
+    def fit(self, train: Train, progress: Progress | None = None) -> AnomalibDetector:
+        import lightning
+
+        data = TrainingSet.of(train)
+        progress = progress or Progress()
+        facts = self.facts()
+        loader = torch.utils.data.DataLoader(_Batches(data, shuffle=facts.trained),
+                                             batch_size=None)
+        args = {k: v for k, v in self.module.trainer_arguments.items()
+                if k in ("gradient_clip_val", "gradient_clip_algorithm")}
+        if facts.trained:
+            args.update(max_epochs=self.max_epochs if self.max_epochs is not None else -1,
+                        max_steps=self.max_steps)
+            total = self.max_steps if self.max_steps > 0 else data.num_batches * self.max_epochs
+            if self.max_steps > 0 and self.max_epochs is not None:
+                total = min(total, data.num_batches * self.max_epochs)
+        else:
+            args.update(max_epochs=1)
+            total = data.num_batches
+        progress.stage("train" if facts.trained else "extract", total)
+        logger = _Log(progress, self.training_log, data.num_batches)
+        accelerator = "gpu" if self.device.type == "cuda" else "cpu"
+        with _quiet(), torch.random.fork_rng(devices=[]), self.timed("train"):
+            torch.manual_seed(self.seed)
+            trainer = lightning.Trainer(
+                accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                limit_val_batches=0, callbacks=[logger], deterministic=False,
+                default_root_dir=None, **args)
+            self.module.train()  # as anomalib's Engine gets it: built, never evaluated
+            trainer.fit(self.module, train_dataloaders=loader)
+        self.module.to(self.device).eval()
+        self.fit_notes.update(self.built_notes)
+        self.fit_notes["steps"] = int(trainer.global_step)
+        self.fit_notes["epochs"] = int(trainer.current_epoch)
+        if logger.last_loss is not None and facts.trained:
+            self.fit_notes["final_loss"] = logger.last_loss
+        return self
+
+    def predict(self, images: torch.Tensor) -> Prediction:
+        images = self.check_images(images).to(self.device)
+        self.module.eval()
+        with self.timed("model"):
+            x = self.module.pre_processor(images) if self.module.pre_processor else images
+            out = self.module.model(x)
+        scores = torch.as_tensor(out.pred_score).float().reshape(images.shape[0], -1)[:, 0]
+        amap = getattr(out, "anomaly_map", None)
+        size = tuple(images.shape[-2:])
+        if amap is None:  # an image-level model: its score everywhere (no localisation)
+            maps = scores.view(-1, 1, 1).expand(-1, *size).clone()
+        else:
+            amap = torch.as_tensor(amap).float()
+            amap = amap.reshape(images.shape[0], 1, *amap.shape[-2:])
+            if tuple(amap.shape[-2:]) != size:
+                amap = torch.nn.functional.interpolate(amap, size=size, mode="bilinear",
+                                                       align_corners=False)
+            maps = amap[:, 0]
+        return Prediction(scores=scores.cpu(), maps=maps.cpu())
+
+    # -- records ----------------------------------------------------------------------------
+    def backbone_info(self) -> BackboneInfo | None:
+        if not self.facts().backbone_arg:
+            return None
+        return BackboneInfo(self.backbone, str(self.weights), self.backbone_sha256)
+
+    def _extra_metadata(self) -> dict[str, str]:
+        return {"anomalib_version": str(available()), "anomalib_class": self.anomalib_name}
+
+    def _after_load(self, meta: dict[str, str]) -> None:
+        saved = meta.get("anomalib_version")
+        if saved != available():
+            raise DetectorError(f"the model was fitted with anomalib {saved}, this is "
+                                f"{available()}: install anomalib=={saved} or fit again")
+        self.module.eval()
+
+    def training_verdict(self) -> str | None:
+        return None
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """The training images as anomalib ``ImageBatch``es, reshuffled (seeded) each epoch for a
+    trained model as anomalib's train dataloader does."""
+
+    def __init__(self, data: TrainingSet, shuffle: bool) -> None:
+        super().__init__()
+        self.data, self.shuffle, self.epoch = data, shuffle, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        from anomalib.data import ImageBatch
+
+        for batch in self.data.batches(shuffle=self.shuffle, epoch=self.epoch):
+            images = Detector.check_images(batch)
+            n, size = images.shape[0], images.shape[-2:]
+            # normal images, as anomalib's datasets give them: label 0 and an empty mask
+            yield ImageBatch(image=images, gt_label=torch.zeros(n, dtype=torch.bool),
+                             gt_mask=torch.zeros(n, *size, dtype=torch.bool))
+        self.epoch += 1
+
+
+def _callback_base() -> type:
+    import lightning
+
+    return lightning.Callback
+
+
+class _Log:
+    """A Lightning callback (made lazily: Lightning is imported only when a model trains) that
+    reports each step's loss to the harness's progress and logs one entry per epoch."""
+
+    def __new__(cls, progress: Progress, log: list[dict[str, float]], per_epoch: int) -> Any:
+        base = _callback_base()
+
+        class Log(base):  # type: ignore[misc, valid-type]
+            last_loss: float | None = None
+
+            def __init__(self) -> None:
+                self.losses: list[float] = []
+
+            def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any,
+                                   batch_idx: int) -> None:
+                loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+                metrics = {}
+                if isinstance(loss, torch.Tensor):
+                    self.last_loss = float(loss.detach())
+                    self.losses.append(self.last_loss)
+                    metrics["loss"] = self.last_loss
+                progress.advance(1, **metrics)
+
+            def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+                entry = {"epoch": float(trainer.current_epoch + 1), "step": float(
+                    trainer.global_step)}
+                if self.losses:
+                    entry["loss"] = sum(self.losses) / len(self.losses)
+                    progress.log(**entry)
+                log.append(entry)
+                self.losses = []
+
+        return Log()
+
+
+@functools.cache
+def _default_size(name: str) -> tuple[int, int | None]:
+    """anomalib's default input of model ``name``: (resize, centre crop or None)."""
+    base = anomalib_class(name).configure_pre_processor()
+    resize, crop = 256, None
+    for t in getattr(base.transform, "transforms", [base.transform]):
+        size = getattr(t, "size", None)
+        if size is None:
+            continue
+        side = int(size[0] if isinstance(size, (list, tuple)) else size)
+        if type(t).__name__ == "Resize":
+            resize = side
+        elif type(t).__name__ == "CenterCrop":
+            crop = side
+    return resize, crop
+
+
+def _normalization_text(cls: type[AnomalibDetector], params: Mapping[str, Any]) -> str:
+    backbone = params.get("backbone")
+    if cls.facts().backbone_arg and backbone:
+        try:
+            from baselines.components.backbones import get_spec
+
+            spec = get_spec(str(backbone))
+            return (f"the backbone's ({backbone}: mean {list(spec.mean)}, std "
+                    f"{list(spec.std)}), in anomalib's PreProcessor")
+        except DetectorError:
+            pass
+    return "anomalib's default PreProcessor normalisation"
+
+
+@functools.cache
+def detector_class(name: str) -> type[AnomalibDetector]:
+    """The Detector class of ``anomalib.models.NAME`` (made once per process)."""
+    if name in REFUSED:
+        raise DetectorError(f"anomalib's {name} is not run by this bridge: {REFUSED[name]}")
+    klass = anomalib_class(name)
+    facts = ZOO.get(name)
+    if facts is None:
+        raise DetectorError(f"anomalib's {name} is not run by this bridge yet; it runs: "
+                            f"{', '.join(ZOO)}")
+    doc = (klass.__doc__ or "").strip().split("\n")[0]
+    attrs: dict[str, Any] = {
+        "__module__": __name__, "__qualname__": name, "anomalib_name": name,
+        "name": f"anomalib-{name.lower()}",
+        "description": f"anomalib's {name}: {doc}".rstrip(": "),
+        "paper": f"anomalib {available()} (anomalib.models.{name})",
+        "backbone_role": None,
+    }
+    if facts.backbone_arg:
+        needs_stride4 = any(v == "layer1" or (isinstance(v, (list, tuple)) and "layer1" in v)
+                            for v in default_layers(name).values())
+        attrs["backbone_role"] = "padim" if needs_stride4 else "patchcore"
+        default = inspect.signature(klass.__init__).parameters[facts.backbone_arg].default
+        default = str(default).split(".")[0]
+        attrs["paper_backbone"] = default if default in TIMM_NAMES else "efficientnet_lite2"
+        attrs["fallback_backbone"] = (facts.backbones[0] if facts.backbones
+                                      else "efficientnet_lite2")
+    if facts.trained:
+        attrs["budgets"] = {"paper": {}, "quick": {"max_steps": facts.quick_steps},
+                            "smoke": {"max_steps": 2}}
+    return type(name, (AnomalibDetector,), attrs)
+
+
+def __getattr__(name: str) -> Any:
+    """``baselines.anomalib_zoo:Stfpm`` -> the Detector class of anomalib's Stfpm (import paths,
+    saved models and Ray workers name the classes this way)."""
+    if name.startswith("_") or not name[:1].isupper():
+        raise AttributeError(name)
+    try:
+        return detector_class(name)
+    except DetectorError as err:
+        raise AttributeError(f"{name}: {err}") from None
+
+
+__all__ = ["REFUSED", "ZOO", "AnomalibDetector", "available", "detector_class",
+           "harness_weights", "map_layers", "require"]

@@ -1,0 +1,139 @@
+"""anomalib's models under this harness (issue 32): one of each kind, at the smoke budget on tiny
+images. Training-free (Patchcore), trained (Stfpm, anomalib's own loss and optimizer, progress
+reported), refused (a model needing a download; the extra not installed), the backbone handed
+over with the harness's own weights, rows labelled with anomalib's version, and a finished cell
+of another anomalib version never mixed into a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli_helpers import run_bench
+from harness_fixtures import COUNTS, write_layout
+
+pytest.importorskip("anomalib")
+
+from baselines import anomalib_zoo as zoo
+from baselines.training import Progress
+from leaderboard.errors import UsageError
+from leaderboard.methods import resolve
+from leaderboard.records import RECORDS_DIR, load_records
+
+pytestmark = pytest.mark.timeout(300)
+SMALL = {"image_size": 64, "backbone": "efficientnet_lite2"}
+
+
+class Steps(Progress):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.stages: list[tuple[str, int]] = []
+
+    def stage(self, name: str, total: int) -> None:
+        self.stages.append((name, total))
+
+    def advance(self, steps: int = 1, **metrics: float) -> None:
+        if "loss" in metrics:
+            self.losses.append(metrics["loss"])
+
+
+def test_layers_map_by_stride_and_weights_are_the_harness_s() -> None:
+    from baselines.components.backbones import build_model
+
+    assert zoo.map_layers(["layer2", "layer3"], "tf_efficientnet_lite2") == ["blocks.2", "blocks.4"]
+    assert zoo.map_layers(["layer1", "layer2"], "resnet18") == ["layer1", "layer2"]
+    model = zoo.Patchcore(**SMALL)
+    got = model.module.model.feature_extractor.feature_extractor.state_dict()
+    want = build_model("efficientnet_lite2")[0].state_dict()
+    assert got and all(torch.equal(v, want[k]) for k, v in got.items())
+    assert model.module.model.layers == ["blocks.2", "blocks.4"]
+    # the backbone's normalisation ([-1, 1] for the TF-trained Lite2), not ImageNet's
+    normalize = model.module.pre_processor.transform.transforms[-1]
+    assert list(normalize.mean) == [0.5] * 3 and list(normalize.std) == [0.5] * 3
+
+
+def test_training_free_model_fits_and_gives_raw_scores_and_maps() -> None:
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(6, 3, 64, 64, generator=gen) * 0.2 + 0.4
+    model = zoo.Patchcore(**SMALL, coreset_sampling_ratio=0.5).fit(train)
+    odd = train[:2].clone()
+    odd[:, :, 20:40, 20:40] = 1.0  # a bright square: farther from the memory bank
+    pred = model.predict(torch.cat([train[:2], odd]))
+    assert pred.scores.shape == (4,) and pred.maps.shape == (4, 64, 64)
+    assert pred.scores[2:].min() > pred.scores[:2].max()
+    # raw distances: anomalib's normalisation to [0, 1] is off
+    assert pred.scores.max() > 1.0
+    assert model.fit_timings["total"] > 0 and "train" in model.fit_timings
+
+
+def test_trained_model_trains_with_anomalib_s_loss_and_reports_progress() -> None:
+    progress = Steps()
+    model = zoo.Stfpm(**SMALL, max_steps=3)
+    teacher = {k: v.clone() for k, v in model.module.model.teacher_model.state_dict().items()}
+    student = {k: v.clone() for k, v in model.module.model.student_model.state_dict().items()}
+    model.fit(torch.rand(8, 3, 64, 64), progress)
+    assert progress.stages == [("train", 3)] and len(progress.losses) == 3
+    assert model.fit_notes["steps"] == 3
+    after_t = model.module.model.teacher_model.state_dict()
+    after_s = model.module.model.student_model.state_dict()
+    assert all(torch.equal(v, after_t[k]) for k, v in teacher.items())  # frozen teacher
+    assert any(not torch.equal(v, after_s[k]) for k, v in student.items())  # trained student
+    assert model.predict(torch.rand(2, 3, 64, 64)).maps.shape == (2, 64, 64)
+
+
+def test_refusals_name_the_missing_file_or_the_install() -> None:
+    with pytest.raises(UsageError, match="DTD"):
+        resolve("anomalib:Draem")
+    with pytest.raises(UsageError, match="runs anomalib's"):
+        resolve("anomalib:NoSuchModel")
+    names, reg = resolve("patchcore,anomalib:Patchcore,anomalib:all-offline")
+    assert names[:2] == ["patchcore", "anomalib-patchcore"] and len(names) >= 11
+    assert reg["anomalib-patchcore"].version == zoo.available()
+
+
+def test_without_the_extra_anomalib_names_fail_with_the_install_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zoo, "available", lambda: None)
+    with pytest.raises(UsageError, match=r"cadsd-bench\[anomalib\]"):
+        resolve("anomalib:Patchcore")
+
+
+def test_a_run_labels_rows_refuses_downloads_and_never_mixes_versions(
+        capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    root = write_layout(tmp_path / "data", counts=COUNTS, size=40, masks=True)
+    out = tmp_path / "run"
+    base = ["run", "--dataset", str(root), "--budget", "smoke", "--out", str(out)]
+    # Fastflow accepts ResNets only, whose weights are not here: refused before the folder
+    code, text = run_bench(capsys, *base, "--methods", "anomalib:Fastflow",
+                           "--backbone", "efficientnet_lite2")
+    assert code == 2 and "resnet18" in text and not out.exists()
+    code, text = run_bench(capsys, *base, "--methods", "anomalib:Patchcore,anomalib:Stfpm",
+                           "--backbone", "efficientnet_lite2",
+                           "--param", "anomalib:Patchcore.image_size=64",
+                           "--param", "anomalib:Stfpm.image_size=64",
+                           "--param", "anomalib:Patchcore.coreset_sampling_ratio=0.5")
+    assert code == 0, text
+    records = load_records(out)
+    assert {r.method.name for r in records} == {"anomalib-patchcore", "anomalib-stfpm"}
+    assert all(r.ok and r.method.distribution_version == zoo.available() for r in records)
+    pc = next(r for r in records if r.method.name == "anomalib-patchcore")
+    assert pc.method.params["coreset_sampling_ratio"] == 0.5
+    board = (out / "leaderboard.md").read_text()
+    assert f"| patchcore · anomalib {zoo.available()} |" in board
+    assert f"stfpm · anomalib {zoo.available()} (budget smoke)" in board
+    # the same cell from another anomalib version is refused, not mixed
+    path = next((out / RECORDS_DIR).glob("*patchcore*.json"))
+    record = json.loads(path.read_text())
+    record["method"]["distribution_version"] = "2.6.0"
+    path.write_text(json.dumps(record))
+    code, text = run_bench(capsys, *base, "--methods", "anomalib:Patchcore",
+                           "--backbone", "efficientnet_lite2",
+                           "--param", "anomalib:Patchcore.image_size=64",
+                           "--param", "anomalib:Patchcore.coreset_sampling_ratio=0.5")
+    assert code != 0 and "anomalib 2.6.0" in text and "never mixed" in text
+    # an unknown constructor argument is refused naming the valid ones
+    code, text = run_bench(capsys, *base, "--methods", "anomalib:Stfpm", "--force",
+                           "--param", "anomalib:Stfpm.no_such=1")
+    assert code == 2 and "no setting 'no_such'" in text
