@@ -80,8 +80,10 @@ class ZooModel:
     backbones: tuple[str, ...] | None = None
     #: what it needs that this machine may lack, and how to get it (refused when missing)
     needs: str = ""
-    #: steps of the ``quick`` budget (trained models)
-    quick_steps: int = 150
+    #: the ``quick`` budget: about 5 minutes of training on this project's 2-core CPU at the
+    #: model's default input, batch 32 (measured per step; steps are Lightning's optimizer
+    #: steps, so a model stepping two optimizers per batch counts two)
+    quick: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"max_steps": 250})
 
 
 ZOO: dict[str, ZooModel] = {
@@ -89,12 +91,17 @@ ZOO: dict[str, ZooModel] = {
     "Padim": ZooModel(trained=False),
     "Dfkde": ZooModel(trained=False),
     "Dfm": ZooModel(trained=False),
-    "Stfpm": ZooModel(trained=True, epochs=100),
-    "Cflow": ZooModel(trained=True, epochs=50, quick_steps=60),
-    "Fre": ZooModel(trained=True, epochs=220),
-    "Ganomaly": ZooModel(trained=True, epochs=100, backbone_arg=None),
-    "Supersimplenet": ZooModel(trained=True, epochs=300, quick_steps=60),
-    "Patchflow": ZooModel(trained=True, epochs=200, quick_steps=30),
+    # quick: measured median step times here, 300 s / step time
+    "Stfpm": ZooModel(trained=True, epochs=100, quick={"max_steps": 250}),  # 1.2 s/step
+    # Cflow steps its optimizer once per fiber batch (672 per image batch): budget by epoch,
+    # 8.5 s per batch of 32, 3 epochs of the synthetic CAD-SD's 13 batches
+    "Cflow": ZooModel(trained=True, epochs=50, quick={"max_epochs": 3}),
+    "Fre": ZooModel(trained=True, epochs=220, quick={"max_steps": 800}),  # 0.37 s/step
+    # two optimizers (generator, discriminator): two steps per batch of 8.9 s
+    "Ganomaly": ZooModel(trained=True, epochs=100, backbone_arg=None,
+                         quick={"max_steps": 68}),
+    "Supersimplenet": ZooModel(trained=True, epochs=300, quick={"max_steps": 88}),  # 3.4 s
+    "Patchflow": ZooModel(trained=True, epochs=200, quick={"max_steps": 43}),  # 7 s at 768
     "Fastflow": ZooModel(trained=True, epochs=500, backbones=("resnet18", "wide_resnet50_2")),
     "Cfa": ZooModel(trained=True, epochs=30, backbones=("resnet18", "wide_resnet50_2")),
     "ReverseDistillation": ZooModel(trained=True, epochs=200,
@@ -271,9 +278,29 @@ def default_layers(name: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def _no_bars() -> Iterator[None]:
+    """anomalib's own tqdm bars (its coreset selection draws one per fit) off while the block
+    runs: the harness draws the cell's progress itself."""
+    import sys
+
+    from tqdm import tqdm
+
+    silent = functools.partial(tqdm, disable=True)
+    patched = [m for name, m in list(sys.modules.items())
+               if name.startswith("anomalib") and getattr(m, "tqdm", None) is tqdm]
+    for module in patched:
+        module.tqdm = silent
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.tqdm = tqdm
+
+
+@contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """anomalib's and Lightning's import-time and trainer chatter off."""
-    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch",
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "timm",
                                                 "lightning.fabric", "anomalib")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -439,9 +466,9 @@ class AnomalibDetector(Detector):
             args.update(max_epochs=1)
             total = data.num_batches
         progress.stage("train" if facts.trained else "extract", total)
-        logger = _Log(progress, self.training_log, data.num_batches)
+        logger = _Log(progress, self.training_log, facts.trained)
         accelerator = "gpu" if self.device.type == "cuda" else "cpu"
-        with _quiet(), torch.random.fork_rng(devices=[]), self.timed("train"):
+        with _quiet(), _no_bars(), torch.random.fork_rng(devices=[]), self.timed("train"):
             torch.manual_seed(self.seed)
             trainer = lightning.Trainer(
                 accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
@@ -528,7 +555,7 @@ class _Log:
     """A Lightning callback (made lazily: Lightning is imported only when a model trains) that
     reports each step's loss to the harness's progress and logs one entry per epoch."""
 
-    def __new__(cls, progress: Progress, log: list[dict[str, float]], per_epoch: int) -> Any:
+    def __new__(cls, progress: Progress, log: list[dict[str, float]], trained: bool) -> Any:
         base = _callback_base()
 
         class Log(base):  # type: ignore[misc, valid-type]
@@ -541,13 +568,15 @@ class _Log:
                                    batch_idx: int) -> None:
                 loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
                 metrics = {}
-                if isinstance(loss, torch.Tensor):
+                if isinstance(loss, torch.Tensor) and trained:
                     self.last_loss = float(loss.detach())
                     self.losses.append(self.last_loss)
                     metrics["loss"] = self.last_loss
                 progress.advance(1, **metrics)
 
             def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+                if not trained:
+                    return
                 entry = {"epoch": float(trainer.current_epoch + 1), "step": float(
                     trainer.global_step)}
                 if self.losses:
@@ -618,7 +647,7 @@ def detector_class(name: str) -> type[AnomalibDetector]:
         attrs["fallback_backbone"] = (facts.backbones[0] if facts.backbones
                                       else "efficientnet_lite2")
     if facts.trained:
-        attrs["budgets"] = {"paper": {}, "quick": {"max_steps": facts.quick_steps},
+        attrs["budgets"] = {"paper": {}, "quick": dict(facts.quick),
                             "smoke": {"max_steps": 2}}
     return type(name, (AnomalibDetector,), attrs)
 

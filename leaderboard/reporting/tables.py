@@ -262,6 +262,7 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
     ]
     lines += provenance_lines(records)
     lines += search_lines(records)
+    lines += seed_spread_lines(records)
     if real:
         lines.append("- The paper reports one SA-PatchCore; `sa_patchcore` (its code, per-channel "
                      "attention) and `sa_patchcore_eq4` (its eq. 4) are both shown beside it. "
@@ -270,6 +271,24 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
     if plots:
         lines += ["## Plots", "", *(f"![{p}]({p})" for p in plots), ""]
     return lines
+
+
+def seed_spread_lines(records: Sequence[Record]) -> list[str]:
+    """A trained method's row at a CPU budget from one seed says it is one draw: at these
+    budgets the seed (and the machine's arithmetic) moves the AUROC by several points."""
+    out = []
+    for method, recs in by_method([r for r in records if r.ok]).items():
+        budgets = {r.method.budget for r in recs} & {"quick", "smoke"}
+        trained = any(r.model and r.model.trained_parameters for r in recs)
+        seeds = {r.cell.seed for r in recs}
+        if budgets and trained and len(seeds) == 1:
+            out.append(
+                f"- **{method}** is one seed trained at the `{'/'.join(sorted(budgets))}` "
+                "budget: one draw, not a result. At CPU budgets a trained method's AUROC moves "
+                "by several points between seeds and machines (measured: the same CS-Flow "
+                "seed and code gave 0.639 on one machine and 0.692 on another); `--seeds 0-2` "
+                "shows the spread as mean ± std.")
+    return out
 
 
 def search_lines(records: Sequence[Record]) -> list[str]:

@@ -137,3 +137,26 @@ def test_a_run_labels_rows_refuses_downloads_and_never_mixes_versions(
     code, text = run_bench(capsys, *base, "--methods", "anomalib:Stfpm", "--force",
                            "--param", "anomalib:Stfpm.no_such=1")
     assert code == 2 and "no setting 'no_such'" in text
+
+
+def test_anomalib_patchcore_is_this_project_s_up_to_two_named_differences(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same backbone, layers, input and a full memory bank (no coreset: the sampling is one
+    named difference), with the layer-3 upsampling switched to anomalib's bilinear (the other;
+    SA-PatchCore's official code upsamples nearest): the same scores, to float precision."""
+    import torch.nn.functional as F
+
+    import baselines.patchcore as ours
+
+    def bilinear(parts: list[torch.Tensor]) -> torch.Tensor:
+        size = parts[0].shape[-2:]
+        return torch.cat([parts[0], *(F.interpolate(p, size=size, mode="bilinear")
+                                      for p in parts[1:])], dim=1)
+
+    monkeypatch.setattr(ours, "concat_layers", bilinear)
+    gen = torch.Generator().manual_seed(1)
+    train, test = torch.rand(4, 3, 64, 64, generator=gen), torch.rand(3, 3, 64, 64, generator=gen)
+    mine = ours.PatchCore(backbone="efficientnet_lite2", coreset_ratio=1.0, reweight=True,
+                          channels_last=False).fit(train)
+    theirs = zoo.Patchcore(**SMALL, coreset_sampling_ratio=1.0, num_neighbors=9).fit(train)
+    assert torch.allclose(mine.predict(test).scores, theirs.predict(test).scores, rtol=1e-4)

@@ -153,3 +153,21 @@ def test_an_official_benchmark_copy_shows_the_papers_means() -> None:
     paper = dict(zip(*cells))
     assert paper["patchcore"] == "92.3" and paper["cs_flow (budget quick)"] == ""
     assert paper["sa_patchcore"] == "93.7" and paper["sa_patchcore_eq4"] == paper["padim"] == ""
+
+
+def test_a_single_seed_of_a_trained_method_at_a_cpu_budget_says_it_is_one_draw() -> None:
+    """Issue 36, item 4: a trained row at `quick` from one seed is flagged as one draw; a
+    training-free row is not, and neither is a trained row with several seeds (mean ± std)."""
+    from pathlib import Path
+
+    from leaderboard.records import load_records
+
+    stop10 = load_records(Path(__file__).parent / "data" / "records_v1", verify=False)
+    md = render_markdown(stop10)
+    flagged = [m for m in ("cs_flow", "patchsvdd", "patchcore", "padim")
+               if f"- **{m}** is one seed trained at the `quick` budget" in md]
+    assert flagged == ["cs_flow", "patchsvdd"]
+    seeds = copy.deepcopy([r for r in stop10 if r.method.name == "cs_flow"])
+    seeds[0].cell.seed = 1
+    assert "is one seed trained" not in render_markdown(
+        [r for r in stop10 if r.method.name == "cs_flow"] + seeds)
