@@ -258,7 +258,8 @@ def test_approximate_search_reaches_the_asked_recall_and_is_deterministic() -> N
     assert again.calibrate(queries[:1000], min_recall=0.99) == probes
     assert torch.equal(again.search(queries), search.search(queries))
     assert search.describe().startswith(f"IVF-Flat, nprobe {probes}, recall 0.99")
-    assert math.isclose(float(found.min()), float(exact.min()), rel_tol=1e-5) or found.min() >= exact.min()
+    # an approximate search never finds a nearer neighbour than the exact one
+    assert bool((found >= exact - 1e-5).all())
 
 
 def test_exact_search_finds_the_true_neighbour_of_near_duplicates() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import harness_methods
@@ -65,7 +66,7 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
     assert t.latency_ms.min <= t.latency_ms.median <= t.latency_ms.p95
     assert t.throughput.batch_consistency_max_abs < 1e-3
     assert rec.memory.peak_rss_mb >= rec.memory.rss_before_mb > 0
-    assert rec.memory.other_cpu_cores >= 0
+    assert 0 <= rec.memory.other_cpu_cores <= (os.cpu_count() or 1)
     assert rec.model.state_summary["mean_"] == [3, 28, 28]
     assert (tmp_path / rec.model.saved).is_file()
     assert (tmp_path / rec.artifacts.maps).is_file()
@@ -135,7 +136,8 @@ def test_git_sha_unknown_outside_a_checkout(tmp_path: Path) -> None:
     from leaderboard.running.environment import git_sha
 
     assert git_sha(tmp_path) == "unknown"
-    assert git_sha() == "unknown" or len(git_sha().split("+")[0]) == 40
+    checkout = (Path(__file__).parents[2] / ".git").exists()
+    assert len(git_sha().split("+")[0]) == 40 if checkout else git_sha() == "unknown"
 
 
 def test_saved_dataset_and_folder_agree(tmp_path: Path) -> None:
