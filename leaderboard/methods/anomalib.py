@@ -80,8 +80,15 @@ def list_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
         return [], [f"anomalib's models: not installed ({zoo.INSTALL})."]
     rows = []
     for name, facts in zoo.ZOO.items():
-        if facts.backbones is None:
+        from baselines.components.backbones import imagenet_available
+
+        cached = [b for b in facts.backbones or () if imagenet_available(b)]
+        if facts.backbone_arg is None:
+            status = "ready (no pretrained backbone)"
+        elif facts.backbones is None:
             status = "ready (offline: efficientnet_lite2)"
+        elif cached:
+            status = f"ready (--backbone {cached[0]}, its weights are cached)"
         else:
             status = (f"needs the ImageNet weights of {' or '.join(facts.backbones)} "
                       "(downloaded where there is internet; refused offline)")
