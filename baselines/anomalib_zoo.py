@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import types
 import typing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -173,31 +174,31 @@ def harness_weights(arch: str, state: Mapping[str, torch.Tensor] | None) -> Iter
         cfgs.update(saved)
 
 
+@functools.cache
+def _feature_info(arch: str) -> tuple[dict[str, Any], ...]:
+    """timm's feature layers of ``arch`` (module name, channels, stride), built once."""
+    import timm
+
+    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
+    return tuple(dict(i) for i in info)
+
+
 def map_layers(layers: Sequence[str], arch: str) -> list[str]:
     """ResNet layer names -> ``arch``'s feature layers of the same stride (timm's names)."""
     if not all(layer in _STRIDES for layer in layers):
         return list(layers)
-    import timm
-
-    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
-    by_stride = {i["reduction"]: i["module"] for i in info}
+    by_stride = {i["reduction"]: i["module"] for i in _feature_info(arch)}
     return [by_stride[_STRIDES[layer]] for layer in layers]
 
 
 def channels(arch: str, layers: Sequence[str]) -> int:
     """The summed channels of ``arch``'s feature layers ``layers``."""
-    import timm
-
-    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
-    return sum(i["num_chs"] for i in info if i["module"] in layers)
+    return sum(i["num_chs"] for i in _feature_info(arch) if i["module"] in layers)
 
 
 def feature_strides(arch: str) -> dict[str, int]:
     """``arch``'s feature layers and their strides."""
-    import timm
-
-    info = timm.create_model(arch, pretrained=False, features_only=True).feature_info.info
-    return {i["module"]: i["reduction"] for i in info}
+    return {i["module"]: i["reduction"] for i in _feature_info(arch)}
 
 
 # -- the settings a generated class gets -------------------------------------------------------
@@ -209,7 +210,7 @@ def _plain(hint: Any, default: Any) -> tuple[Any, Any] | None:
         return Literal[tuple(e.value for e in type(default))], default.value  # type: ignore[misc]
     if hint in (int, float, bool, str):
         return hint, default
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         parts = [a for a in args if a is not type(None)]
         if len(parts) == 1:
             inner = _plain(parts[0], default)
@@ -238,9 +239,11 @@ def anomalib_class(name: str) -> type:
     return getattr(models, name)
 
 
+@functools.cache
 def model_settings(name: str) -> dict[str, Setting]:
     """The settings of ``anomalib:NAME`` in order: run settings, the bridge's, then the anomalib
-    constructor's plain keyword arguments (its backbone and components left out)."""
+    constructor's plain keyword arguments (its backbone and components left out). Read once
+    per process: callers get copies (:func:`baselines.settings.settings_of`)."""
     facts = ZOO.get(name, ZooModel(trained=True))
     out: dict[str, Setting] = {}
     if facts.backbone_arg:
@@ -330,12 +333,8 @@ class AnomalibDetector(Detector):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown settings {sorted(unknown)}")
         for key, setting in known.items():
-            value = kwargs.get(key, setting.default)
-            setattr(self, key, list(value) if isinstance(value, tuple) else value)
-        self._check_settings()
-        for key in known:  # back to the types anomalib expects
-            if isinstance(getattr(self, key), list):
-                setattr(self, key, tuple(getattr(self, key)))
+            setattr(self, key, kwargs.get(key, setting.default))
+        self._check_settings()  # get_params hands tuples on as lists
         self.device = resolve_device(self.device)
         self.backbone_sha256: str | None = None
         self.built_notes: dict[str, Any] = {}  # settings the bridge had to choose
@@ -393,6 +392,7 @@ class AnomalibDetector(Detector):
         from torchvision.transforms.v2 import Compose, Normalize, Resize
 
         facts = self.facts()
+        side = type(self).input_for(self.get_params()).size
         kwargs = {k: getattr(self, k) for k in self.settings() if k not in BRIDGE_SETTINGS}
         state, arch, mean_std = None, None, None
         if facts.backbone_arg:
@@ -416,7 +416,6 @@ class AnomalibDetector(Detector):
                 # anomalib's default is resnet50's layer3 pooled by 2 at 256 px: the flattened
                 # pooled features of the backbone given here instead
                 stride = feature_strides(arch)[kwargs["layer"]]
-                side = type(self).input_for(self.get_params()).size
                 cells = (side // stride // kwargs["pooling_kernel_size"]) ** 2
                 kwargs["input_dim"] = channels(arch, [kwargs["layer"]]) * cells
                 self.built_notes["input_dim"] = kwargs["input_dim"]
@@ -430,7 +429,6 @@ class AnomalibDetector(Detector):
         base = klass.configure_pre_processor()
         # the harness decoded the images at the model's input already: the resize that stays
         # is to that same size (a no-op that tells size-aware models their input)
-        side = type(self).input_for(self.get_params()).size
         steps = [Resize((side, side), antialias=True)]
         for t in getattr(base.transform, "transforms", [base.transform]):
             if type(t).__name__ in ("Resize", "CenterCrop"):
@@ -521,9 +519,6 @@ class AnomalibDetector(Detector):
                                 f"{available()}: install anomalib=={saved} or fit again")
         self.module.eval()
 
-    def training_verdict(self) -> str | None:
-        return None
-
 
 class _Batches(torch.utils.data.IterableDataset):
     """The training images as anomalib ``ImageBatch``es, reshuffled (seeded) each epoch for a
@@ -545,20 +540,14 @@ class _Batches(torch.utils.data.IterableDataset):
         self.epoch += 1
 
 
-def _callback_base() -> type:
-    import lightning
-
-    return lightning.Callback
-
-
 class _Log:
     """A Lightning callback (made lazily: Lightning is imported only when a model trains) that
     reports each step's loss to the harness's progress and logs one entry per epoch."""
 
     def __new__(cls, progress: Progress, log: list[dict[str, float]], trained: bool) -> Any:
-        base = _callback_base()
+        import lightning
 
-        class Log(base):  # type: ignore[misc, valid-type]
+        class Log(lightning.Callback):  # type: ignore[misc]
             last_loss: float | None = None
 
             def __init__(self) -> None:

@@ -11,12 +11,10 @@ installed, is a :class:`~leaderboard.errors.UsageError` before the run folder ex
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from collections.abc import Mapping
-from pathlib import Path
 
 from leaderboard.errors import UsageError
+from leaderboard.methods import outside
 from leaderboard.methods.entry import ANOMALIB, MethodEntry
 
 PREFIX = "anomalib:"
@@ -56,10 +54,7 @@ def entries(item: str, registry: Mapping[str, MethodEntry]) -> list[MethodEntry]
 def entry(name: str, version: str) -> MethodEntry:
     from baselines.anomalib_zoo import anomalib_class
 
-    source = Path(inspect.getsourcefile(anomalib_class(name)) or "")
-    rel = "/".join(source.parts[source.parts.index("anomalib"):]) if "anomalib" in \
-        source.parts else source.name
-    sha = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
+    rel, sha = outside.source_of(anomalib_class(name))  # anomalib's file defining the model
     return MethodEntry(f"anomalib-{name.lower()}", f"baselines.anomalib_zoo:{name}",
                        origin=ANOMALIB, distribution="anomalib", version=version,
                        source_file=rel, source_sha256=sha)
@@ -74,14 +69,13 @@ def aliases(entry: MethodEntry) -> list[str]:
 def list_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     """``bench list``'s anomalib rows: what runs here, and for the rest why not."""
     from baselines import anomalib_zoo as zoo
+    from baselines.components.backbones import imagenet_available
 
     version = zoo.available()
     if version is None:
         return [], [f"anomalib's models: not installed ({zoo.INSTALL})."]
     rows = []
     for name, facts in zoo.ZOO.items():
-        from baselines.components.backbones import imagenet_available
-
         cached = [b for b in facts.backbones or () if imagenet_available(b)]
         if facts.backbone_arg is None:
             status = "ready (no pretrained backbone)"
