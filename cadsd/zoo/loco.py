@@ -124,8 +124,7 @@ def region(path: Path, config: Mapping[int, DefectType], config_path: Path) -> d
     import numpy as np
     from PIL import Image
 
-    from cadsd.format.images import to_8bit
-    from cadsd.zoo.base import MASK_THRESHOLD
+    from cadsd.format.images import MASK_THRESHOLD, to_8bit
 
     data = path.read_bytes()
     try:
