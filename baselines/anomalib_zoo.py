@@ -11,8 +11,14 @@ device and budget) and the backbone; the model is anomalib's, unchanged:
   (:func:`harness_weights`), so the models run offline with real ImageNet weights; the
   weights' sha256 is recorded as for the built-in methods. A model's default layers (ResNet
   names) map to the backbone's layers of the same stride (``layer2`` -> ``blocks.2`` on
-  EfficientNet-Lite2). Models that only accept certain names (Fastflow, Cfa,
-  ReverseDistillation: ResNets) run where those weights are cached and are refused otherwise.
+  EfficientNet-Lite2). ``mobilenet_v2`` (no timm name) goes in as the harness's module
+  itself, which anomalib's ``TimmFeatureExtractor`` accepts, for the models that pass their
+  backbone only to it (``takes_module``). Fastflow names its CNN from a fixed list (ResNets) but reads
+  everything else (channels, strides, its LayerNorms and flow blocks) from the features it is
+  given: the harness's backbone is built in the ResNet's place, at the ResNet's strides
+  (:func:`in_place_of`), and the record says so. Models whose architecture depends on the
+  ResNet itself (Cfa's torchvision graph, ReverseDistillation's mirrored decoder) run where
+  those weights are cached and are refused otherwise.
 * **Input.** The model's anomalib default resize and centre crop, decoded once by the harness;
   the normalisation is the backbone's own (EfficientNet-Lite2 wants [-1, 1]), applied by the
   model's anomalib ``PreProcessor`` with its resize left out (already done).
@@ -61,6 +67,8 @@ INSTALL = "pip install 'cadsd-bench[anomalib]'"
 #: harness backbone -> the timm architecture anomalib builds for it
 TIMM_NAMES = {"efficientnet_lite2": "tf_efficientnet_lite2", "resnet18": "resnet18",
               "wide_resnet50_2": "wide_resnet50_2"}
+#: harness backbones timm does not build: ``takes_module`` models get the module itself
+MODULES = ("mobilenet_v2",)
 #: the settings the bridge handles itself (the rest go to the anomalib constructor)
 BRIDGE_SETTINGS = ("backbone", "weights", "device", "seed", "image_size", "crop", "resample",
                    "max_epochs", "max_steps")
@@ -79,6 +87,12 @@ class ZooModel:
     backbone_arg: str | None = "backbone"
     #: harness backbones the model accepts by name (None: any timm CNN)
     backbones: tuple[str, ...] | None = None
+    #: (module, ResNet name): the model accepts ResNet names only, but reads every size from
+    #: the features it gets; another harness backbone is built in that ResNet's place
+    stands_in: tuple[str, str] | None = None
+    #: the model passes its backbone only to anomalib's TimmFeatureExtractor, which takes an
+    #: ``nn.Module`` too: harness backbones timm does not build (mobilenet_v2) go in as modules
+    takes_module: bool = False
     #: what it needs that this machine may lack, and how to get it (refused when missing)
     needs: str = ""
     #: the ``quick`` budget: about 5 minutes of training on this project's 2-core CPU at the
@@ -88,10 +102,10 @@ class ZooModel:
 
 
 ZOO: dict[str, ZooModel] = {
-    "Patchcore": ZooModel(trained=False),
-    "Padim": ZooModel(trained=False),
-    "Dfkde": ZooModel(trained=False),
-    "Dfm": ZooModel(trained=False),
+    "Patchcore": ZooModel(trained=False, takes_module=True),
+    "Padim": ZooModel(trained=False, takes_module=True),
+    "Dfkde": ZooModel(trained=False, takes_module=True),
+    "Dfm": ZooModel(trained=False, takes_module=True),
     # quick: measured median step times here, 300 s / step time
     "Stfpm": ZooModel(trained=True, epochs=100, quick={"max_steps": 250}),  # 1.2 s/step
     # Cflow steps its optimizer once per fiber batch (672 per image batch): budget by epoch,
@@ -103,7 +117,9 @@ ZOO: dict[str, ZooModel] = {
                          quick={"max_steps": 68}),
     "Supersimplenet": ZooModel(trained=True, epochs=300, quick={"max_steps": 88}),  # 3.4 s
     "Patchflow": ZooModel(trained=True, epochs=200, quick={"max_steps": 43}),  # 7 s at 768
-    "Fastflow": ZooModel(trained=True, epochs=500, backbones=("resnet18", "wide_resnet50_2")),
+    # 2.3 s per batch of 32 at 256 px with efficientnet_lite2 in resnet18's place
+    "Fastflow": ZooModel(trained=True, epochs=500, quick={"max_steps": 130},
+                         stands_in=("anomalib.models.image.fastflow.torch_model", "resnet18")),
     "Cfa": ZooModel(trained=True, epochs=30, backbones=("resnet18", "wide_resnet50_2")),
     "ReverseDistillation": ZooModel(trained=True, epochs=200,
                                     backbones=("resnet18", "wide_resnet50_2")),
@@ -174,6 +190,40 @@ def harness_weights(arch: str, state: Mapping[str, torch.Tensor] | None) -> Iter
         cfgs.update(saved)
 
 
+@contextlib.contextmanager
+def in_place_of(module: str, resnet: str, arch: str, notes: dict[str, Any]) -> Iterator[None]:
+    """While the block runs, ``timm.create_model(resnet, features_only=True, out_indices=...)``
+    in anomalib's ``module`` builds ``arch`` instead, with the feature layers of the same
+    strides (what it builds is written to ``notes``). Only the backbone changes: the model
+    reads channels and strides from the features it gets."""
+    import importlib
+
+    import timm
+
+    target = importlib.import_module(module)
+
+    def create_model(name: str, *args: Any, **kwargs: Any) -> nn.Module:
+        if name != resnet or not kwargs.get("features_only"):
+            return timm.create_model(name, *args, **kwargs)
+        stride = {n: i["reduction"] for n, i in enumerate(_feature_info(resnet))}
+        wanted = [stride[i] for i in kwargs.get("out_indices") or range(len(stride))]
+        mine = {i["reduction"]: n for n, i in enumerate(_feature_info(arch))}
+        kwargs["out_indices"] = [mine[s] for s in wanted]
+        notes["backbone_in_place_of"] = (
+            f"{resnet} (anomalib's choice list): {arch} features at strides "
+            f"{', '.join(map(str, wanted))} ({', '.join(_feature_info(arch)[mine[s]]['module'] for s in wanted)})")
+        return timm.create_model(arch, *args, **kwargs)
+
+    saved = target.timm
+    target.timm = types.SimpleNamespace(**{k: getattr(timm, k) for k in dir(timm)
+                                           if not k.startswith("__")})
+    target.timm.create_model = create_model
+    try:
+        yield
+    finally:
+        target.timm = saved
+
+
 @functools.cache
 def _feature_info(arch: str) -> tuple[dict[str, Any], ...]:
     """timm's feature layers of ``arch`` (module name, channels, stride), built once."""
@@ -194,6 +244,15 @@ def map_layers(layers: Sequence[str], arch: str) -> list[str]:
 def channels(arch: str, layers: Sequence[str]) -> int:
     """The summed channels of ``arch``'s feature layers ``layers``."""
     return sum(i["num_chs"] for i in _feature_info(arch) if i["module"] in layers)
+
+
+def _module_channels(model: nn.Module, layers: Sequence[str]) -> int:
+    """The summed channels of ``model``'s nodes ``layers`` (one small dry run)."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    with torch.no_grad():
+        out = create_feature_extractor(model, return_nodes=list(layers))(torch.zeros(1, 3, 64, 64))
+    return sum(int(v.shape[1]) for v in out.values())
 
 
 def feature_strides(arch: str) -> dict[str, int]:
@@ -371,10 +430,22 @@ class AnomalibDetector(Detector):
     def check_backbone(cls, backbone: str) -> None:
         """A DetectorError when the model cannot take harness backbone ``backbone``."""
         facts = cls.facts()
-        able = facts.backbones or tuple(TIMM_NAMES)
+        able = facts.backbones or (*TIMM_NAMES, *(MODULES if facts.takes_module else ()))
         if facts.backbone_arg and backbone not in able:
             raise DetectorError(f"anomalib's {cls.anomalib_name} builds its backbone by timm "
                                 f"name; the harness can give it {', '.join(able)}")
+
+    @classmethod
+    def cost_note(cls, params: Mapping[str, Any], n_images: int) -> str | None:
+        ratio = params.get("coreset_sampling_ratio")
+        if cls.anomalib_name != "Patchcore" or ratio is None or ratio <= 0.01:
+            return None
+        patches = n_images * (cls.input_for(params).size // 8) ** 2
+        return (f"anomalib:Patchcore keeps a {ratio:g} coreset (anomalib's default is 0.1; the "
+                f"paper's 0.01): its greedy selection makes {int(patches * ratio)} passes over "
+                f"{patches} patches, {ratio / 0.01:.0f}x the time of 0.01 (measured on 2 CPU "
+                f"cores: 516 s at 0.01 on the synthetic CAD-SD). `--param "
+                f"anomalib:Patchcore.coreset_sampling_ratio=0.01` compares at the paper's ratio.")
 
     # -- input ------------------------------------------------------------------------------
     @classmethod
@@ -389,22 +460,26 @@ class AnomalibDetector(Detector):
 
     # -- building ---------------------------------------------------------------------------
     def _build(self) -> nn.Module:
-        from torchvision.transforms.v2 import Compose, Normalize, Resize
-
         facts = self.facts()
         side = type(self).input_for(self.get_params()).size
         kwargs = {k: getattr(self, k) for k in self.settings() if k not in BRIDGE_SETTINGS}
         state, arch, mean_std = None, None, None
+        stand_in: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if facts.backbone_arg:
             type(self).check_backbone(self.backbone)
             from baselines.components.backbones import build_model, get_spec
 
             spec = get_spec(self.backbone)
-            arch = TIMM_NAMES[self.backbone]
             model, self.backbone_sha256 = build_model(self.backbone, self.weights, self.seed)
-            state = model.state_dict() if str(self.weights) != "none" else None
             mean_std = (list(spec.mean), list(spec.std))
+            if self.backbone in MODULES:  # the harness's module itself, its layers by stride
+                return self._build_with_module(model, kwargs, mean_std, side)
+            arch = TIMM_NAMES[self.backbone]
+            state = model.state_dict() if str(self.weights) != "none" else None
             kwargs[facts.backbone_arg] = arch
+            if facts.stands_in and arch not in ("resnet18", "wide_resnet50_2"):
+                kwargs[facts.backbone_arg] = facts.stands_in[1]
+                stand_in = in_place_of(*facts.stands_in, arch, self.built_notes)
             if "pre_trained" in inspect.signature(anomalib_class(self.anomalib_name)).parameters:
                 kwargs["pre_trained"] = state is not None
             for key, value in default_layers(self.anomalib_name).items():
@@ -425,6 +500,40 @@ class AnomalibDetector(Detector):
                 # built-in PaDiM does when a backbone has fewer than 550)
                 kwargs["n_features"] = channels(arch, kwargs["layers"])
                 self.built_notes["n_features"] = kwargs["n_features"]
+        with _quiet(), harness_weights(arch or "", state), stand_in:
+            return self._construct(kwargs, mean_std, side)
+
+    def _build_with_module(self, model: nn.Module, kwargs: dict[str, Any],
+                           mean_std: tuple[list[float], list[float]], side: int) -> nn.Module:
+        """anomalib's model around the harness's backbone module (``takes_module`` models):
+        its ResNet layer names become the module's layers of the same stride."""
+        from baselines.components.backbones import get_spec
+
+        spec = get_spec(self.backbone)
+        by_name = {"layer1": spec.layer1, "layer2": spec.layer2, "layer3": spec.layer3,
+                   "layer4": spec.flow}
+        kwargs[self.facts().backbone_arg] = model.eval()
+        kwargs.pop("pre_trained", None)
+        for key, value in default_layers(self.anomalib_name).items():
+            if kwargs.get(key) is None:
+                names = [value] if isinstance(value, str) else list(value)
+                mapped = [by_name.get(n, n) for n in names]
+                kwargs[key] = mapped[0] if isinstance(value, str) else mapped
+        if self.anomalib_name == "Padim" and kwargs.get("n_features") is None:
+            kwargs["n_features"] = _module_channels(model, kwargs["layers"])
+            self.built_notes["n_features"] = kwargs["n_features"]
+        taps = kwargs.get("layers") or [kwargs.get("layer")]
+        self.built_notes["backbone_module"] = (
+            f"the harness's {self.backbone} module, layers {', '.join(map(str, taps))}")
+        with _quiet():
+            return self._construct(kwargs, mean_std, side)
+
+    def _construct(self, kwargs: dict[str, Any], mean_std: tuple[list[float], list[float]] | None,
+                   side: int) -> nn.Module:
+        """anomalib's class with ``kwargs``, its components off, and a PreProcessor that
+        normalises as the backbone wants (``mean_std``; None: anomalib's own)."""
+        from torchvision.transforms.v2 import Compose, Normalize, Resize
+
         klass = anomalib_class(self.anomalib_name)
         base = klass.configure_pre_processor()
         # the harness decoded the images at the model's input already: the resize that stays
@@ -439,9 +548,8 @@ class AnomalibDetector(Detector):
         from anomalib.pre_processing import PreProcessor
 
         pre = PreProcessor(transform=Compose(steps))
-        with _quiet(), harness_weights(arch or "", state):
-            return klass(**kwargs, pre_processor=pre, post_processor=False, evaluator=False,
-                         visualizer=False)
+        return klass(**kwargs, pre_processor=pre, post_processor=False, evaluator=False,
+                     visualizer=False)
 
     # -- the contract ------------------------------------------------------------------------
     def fit(self, train: Train, progress: Progress | None = None) -> AnomalibDetector:

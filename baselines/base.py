@@ -179,6 +179,12 @@ class Detector(nn.Module):
         (None for methods that do not train): the harness states the cost of a budget."""
         return None
 
+    @classmethod
+    def cost_note(cls, params: Mapping[str, Any], n_images: int) -> str | None:
+        """A line ``bench run`` prints before the first cell when settings ``params`` make
+        fitting on ``n_images`` images unusually slow (None: nothing to say)."""
+        return None
+
     # -- the contract -------------------------------------------------------------------------
     def fit(self, train: Train, progress: Progress | None = None) -> Self:  # pragma: no cover
         raise NotImplementedError

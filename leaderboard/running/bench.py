@@ -111,6 +111,8 @@ def bench_run(
     for line in plan.budget_lines(plans, chosen_budget, dev, n_train,
                                   lambda: environment.gemm_gflops(dev)):
         echo(line)
+    for line in plan.cost_lines(plans, n_train):
+        echo(line)
     if any(k is not None and k > n_train for k in shot_list):
         raise UsageError(f"--shots {shots}: the training split has {n_train} images")
     _decode(first, plans, decode_progress)

@@ -59,7 +59,8 @@ class MethodPlan:
 
     @property
     def input(self) -> InputSpec:
-        return self.klass.input_for(self.settings())
+        """The method's input; its normalisation may name the run's backbone."""
+        return self.klass.input_for({**self.settings(), "backbone": self.backbone})
 
     def build(self, device: str, seed: int) -> Detector:
         """The cell's detector."""
@@ -224,6 +225,13 @@ def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int
                          "trains in about 5 minutes)")
         lines.append(f"  {p.name}: {changes}{cost}")
     return lines
+
+
+def cost_lines(plans: list[MethodPlan], n_train: int) -> list[str]:
+    """The methods' own warnings about slow settings (:meth:`Detector.cost_note`)."""
+    notes = (p.klass.cost_note({**p.settings(), "backbone": p.backbone}, n_train)
+             for p in plans)
+    return [f"Note: {note}" for note in notes if note]
 
 
 def _flops(x: float) -> str:

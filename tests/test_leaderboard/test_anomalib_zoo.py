@@ -17,6 +17,7 @@ from harness_fixtures import COUNTS, write_layout
 pytest.importorskip("anomalib")
 
 from baselines import anomalib_zoo as zoo
+from baselines.errors import DetectorError
 from baselines.training import Progress
 from leaderboard.errors import UsageError
 from leaderboard.methods import resolve
@@ -52,6 +53,25 @@ def test_layers_map_by_stride_and_weights_are_the_harness_s() -> None:
     # the backbone's normalisation ([-1, 1] for the TF-trained Lite2), not ImageNet's
     normalize = model.module.pre_processor.transform.transforms[-1]
     assert list(normalize.mean) == [0.5] * 3 and list(normalize.std) == [0.5] * 3
+    # Fastflow names ResNets only: Lite2 is built in resnet18's place, at strides 4, 8, 16,
+    # with its weights, and Fastflow's own LayerNorms and flows sized from its features
+    import anomalib.models.image.fastflow.torch_model as fastflow
+    import timm
+
+    flow = zoo.Fastflow(**SMALL, max_steps=1).module.model
+    got = flow.feature_extractor.state_dict()
+    assert got and all(torch.equal(v, want[k]) for k, v in got.items())
+    assert [tuple(n.normalized_shape) for n in flow.norms] == [(24, 16, 16), (48, 8, 8),
+                                                               (120, 4, 4)]
+    assert fastflow.timm is timm  # put back once built
+    # mobilenet_v2 (no timm name): the harness's module itself, its layers of anomalib's strides
+    mobile = zoo.Patchcore(backbone="mobilenet_v2", image_size=64)
+    want = build_model("mobilenet_v2")[0].state_dict()
+    got = mobile.module.model.feature_extractor.feature_extractor.state_dict()
+    assert got and all(torch.equal(v, want[k]) for k, v in got.items())
+    assert mobile.module.model.layers == ["features.6", "features.13"]
+    with pytest.raises(DetectorError, match="efficientnet_lite2"):
+        zoo.Stfpm.check_backbone("mobilenet_v2")
 
 
 def test_training_free_model_fits_and_gives_raw_scores_and_maps() -> None:
@@ -105,21 +125,32 @@ def test_a_run_labels_rows_refuses_downloads_and_never_mixes_versions(
     root = write_layout(tmp_path / "data", counts=COUNTS, size=40, masks=True)
     out = tmp_path / "run"
     base = ["run", "--dataset", str(root), "--budget", "smoke", "--out", str(out)]
-    # Fastflow accepts ResNets only, whose weights are not here: refused before the folder
-    code, text = run_bench(capsys, *base, "--methods", "anomalib:Fastflow",
+    # ReverseDistillation's decoder mirrors a ResNet, whose weights are not here: refused
+    # before the folder exists
+    code, text = run_bench(capsys, *base, "--methods", "anomalib:ReverseDistillation",
                            "--backbone", "efficientnet_lite2")
     assert code == 2 and "resnet18" in text and not out.exists()
-    code, text = run_bench(capsys, *base, "--methods", "anomalib:Patchcore,anomalib:Stfpm",
+    code, text = run_bench(capsys, *base, "--methods",
+                           "anomalib:Patchcore,anomalib:Stfpm,anomalib:Fastflow",
                            "--backbone", "efficientnet_lite2",
                            "--param", "anomalib:Patchcore.image_size=64",
                            "--param", "anomalib:Stfpm.image_size=64",
+                           "--param", "anomalib:Fastflow.image_size=64",
                            "--param", "anomalib:Patchcore.coreset_sampling_ratio=0.5")
     assert code == 0, text
+    # the slow default coreset is announced before the first cell
+    assert "Note: anomalib:Patchcore keeps a 0.5 coreset" in text
     records = load_records(out)
-    assert {r.method.name for r in records} == {"anomalib-patchcore", "anomalib-stfpm"}
+    assert {r.method.name for r in records} == {"anomalib-patchcore", "anomalib-stfpm",
+                                                "anomalib-fastflow"}
+    # Fastflow takes ResNet names only: the harness's backbone stands in at their strides
+    fastflow = next(r for r in records if r.method.name == "anomalib-fastflow")
+    assert "tf_efficientnet_lite2 features at strides 4, 8, 16" in \
+        fastflow.model.fit_notes["backbone_in_place_of"]
     assert all(r.ok and r.method.distribution_version == zoo.available() for r in records)
     pc = next(r for r in records if r.method.name == "anomalib-patchcore")
     assert pc.method.params["coreset_sampling_ratio"] == 0.5
+    assert "the backbone's (efficientnet_lite2" in pc.input.normalization
     board = (out / "leaderboard.md").read_text()
     assert f"| patchcore · anomalib {zoo.available()} |" in board
     assert f"stfpm · anomalib {zoo.available()} (budget smoke)" in board
