@@ -1,6 +1,6 @@
 """anomalib's models under this harness (issue 32): one of each kind, at the smoke budget on tiny
 images. Training-free (Patchcore), trained (Stfpm, anomalib's own loss and optimizer, progress
-reported), refused (a model needing a download; the extra not installed), the backbone handed
+reported; Fastflow with the harness's backbone in resnet18's place), refused (a model needing a download; the extra not installed), the backbone handed
 over with the harness's own weights, rows labelled with anomalib's version, and a finished cell
 of another anomalib version never mixed into a run."""
 
@@ -154,6 +154,15 @@ def test_a_run_labels_rows_refuses_downloads_and_never_mixes_versions(
     board = (out / "leaderboard.md").read_text()
     assert f"| patchcore · anomalib {zoo.available()} |" in board
     assert f"stfpm · anomalib {zoo.available()} (budget smoke)" in board
+    # pushed to the Hub (dry run) as any cell: anomalib's version and file kept, no local path
+    from leaderboard.hub.push import push_run
+
+    push_run(out, "lab/zoo", dry_run=tmp_path / "dry")
+    pushed = json.loads(next((tmp_path / "dry").rglob("records/*fastflow*.json")).read_text())
+    assert pushed["method"]["distribution_version"] == zoo.available()
+    assert pushed["method"]["source_file"] == "anomalib/models/image/fastflow/lightning_model.py"
+    texts = [p.read_text(errors="ignore") for p in (tmp_path / "dry").rglob("*.json")]
+    assert texts and not any(str(tmp_path) in t or str(Path.home()) in t for t in texts)
     # the same cell from another anomalib version is refused, not mixed
     path = next((out / RECORDS_DIR).glob("*patchcore*.json"))
     record = json.loads(path.read_text())
