@@ -218,7 +218,58 @@ def table4(groups: dict[str, list[Record]], real: bool) -> list[str]:
         lines += [(f"† timed while other processes used more than {LOADED_CORES} cores: "
                    "not a clean timing; rerun on an idle machine with `--force`."), ""]
     lines += mixed_hardware([r for rs in groups.values() for r in rs])
-    return lines
+    return lines + like_with_like(groups)
+
+
+#: anomalib model -> (this project's method, {our setting: anomalib's}) that must agree for
+#: the two to compare like with like (the backbone and input are compared for every pair)
+COUNTERPARTS = {
+    "anomalib-patchcore": ("patchcore", {"coreset_ratio": "coreset_sampling_ratio",
+                                         "num_neighbors": "num_neighbors"}),
+    "anomalib-padim": ("padim", {}),
+}
+
+
+def like_with_like(groups: dict[str, list[Record]]) -> list[str]:
+    """For each anomalib model run beside this project's own version of it: whether the two
+    rows compare like with like (backbone, input, the settings of :data:`COUNTERPARTS`, and
+    anomalib's ``layers`` left at the backbone's layers of the same strides), and if not, the
+    ``--param`` that would match them."""
+    lines = []
+    for theirs, (ours, names) in COUNTERPARTS.items():
+        if theirs not in groups or ours not in groups:
+            continue
+        a, b = groups[ours][0], groups[theirs][0]
+        model = theirs.removeprefix("anomalib-").capitalize()
+        same, differ, fix = [], [], []
+        pairs = [("backbone", a.backbone.name, b.backbone.name, None)]
+        if a.input and b.input:
+            for key, name in (("resize", "image_size"), ("crop", "crop"),
+                              ("resample", "resample")):
+                pairs.append((f"input {key}", getattr(a.input, key), getattr(b.input, key), name))
+        pairs += [(mine, a.method.params.get(mine), b.method.params.get(other), other)
+                  for mine, other in names.items()]
+        for label, x, y, param in pairs:
+            if x == y:
+                same.append(f"{label} {x}")
+                continue
+            differ.append(f"{label} {x} vs {y}")
+            if param:
+                fix.append(f"--param anomalib:{model}.{param}={x}")
+            elif label == "backbone":
+                fix.append(f"--backbone {x}")
+        if b.method.params.get("layers") is not None:
+            differ.append(f"anomalib's layers set to {b.method.params['layers']}")
+        head = f"- {ours} vs {row_label(theirs, groups[theirs])}:"
+        if differ:
+            lines.append(f"{head} **not like with like**: {'; '.join(differ)} (match them with "
+                         f"`{' '.join(fix) or 'the same settings'}`).")
+        else:
+            lines.append(f"{head} like with like ({', '.join(same)}; layers of the same "
+                         "strides).")
+    if not lines:
+        return []
+    return ["This project's methods beside anomalib's, in this run:", "", *lines, ""]
 
 
 def machine_numbers(records: Sequence[Record]) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 
@@ -171,3 +172,32 @@ def test_a_single_seed_of_a_trained_method_at_a_cpu_budget_says_it_is_one_draw()
     seeds[0].cell.seed = 1
     assert "is one seed trained" not in render_markdown(
         [r for r in stop10 if r.method.name == "cs_flow"] + seeds)
+
+
+def test_anomalib_s_model_beside_ours_says_whether_it_is_like_with_like() -> None:
+    """Issue 32, item 6: under Table 4, this project's PatchCore and anomalib's Patchcore of the
+    same run are said to compare like with like only when backbone, input, coreset ratio and
+    k agree; otherwise the differences and the --param that matches them are named."""
+    from pathlib import Path
+
+    from leaderboard.records import load_records
+
+    stop10 = load_records(Path(__file__).parent / "data" / "records_v1", verify=False)
+    ours = next(r for r in stop10 if r.method.name == "patchcore")
+    theirs = copy.deepcopy(ours)
+    theirs.method.name = theirs.cell.method = "anomalib-patchcore"
+    theirs.cell.id = ours.cell.id.replace("patchcore", "anomalib-patchcore")
+    theirs.method.origin, theirs.method.distribution_version = "anomalib", "2.7.0"
+    theirs.method.params = {"coreset_sampling_ratio": ours.method.params["coreset_ratio"],
+                            "num_neighbors": ours.method.params["num_neighbors"],
+                            "layers": None}
+    md = render_markdown([ours, theirs])
+    line = next(x for x in md.splitlines() if x.startswith("- patchcore vs patchcore · anomalib"))
+    assert "like with like (backbone" in line and "not like" not in line
+    theirs.method.params["coreset_sampling_ratio"] = 0.1
+    theirs.input = dataclasses.replace(theirs.input, resample="bilinear")
+    md = render_markdown([ours, theirs])
+    line = next(x for x in md.splitlines() if x.startswith("- patchcore vs patchcore · anomalib"))
+    assert "**not like with like**" in line and "coreset_ratio 0.01 vs 0.1" in line
+    assert "--param anomalib:Patchcore.coreset_sampling_ratio=0.01" in line
+    assert f"--param anomalib:Patchcore.resample={ours.input.resample}" in line
