@@ -11,8 +11,25 @@ def run_main(main: Callable[[list[str]], object], args: list[str],
              capsys: pytest.CaptureFixture) -> tuple[int, str]:
     """Run a click ``main(args)``; return the exit code and stdout+stderr with whitespace
     collapsed. A user-facing command never prints a traceback."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
+    import os
+
+    import cadsd.cli
+    import leaderboard.cli
+
+    # never wrapped, whatever the length of the temp paths: messages are checked as text
+    # (the CLIs' consoles, and those made during the call, which read COLUMNS)
+    for console in (cadsd.cli.console, leaderboard.cli.console):
+        console.width = 10_000
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "10000"
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(list(args))
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
     out, err = capsys.readouterr()
     text = " ".join((out + err).split())
     assert "Traceback" not in text

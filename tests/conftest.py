@@ -3,11 +3,19 @@ milliseconds."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from factories import SMALL_COUNTS, write_layout
+
+# Under pytest-xdist (`-n auto`, see pyproject.toml), the cores are shared out between the
+# workers, so two workers' torch threads never fight over one core.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1)
+                              // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.fixture

@@ -14,16 +14,28 @@ import torch
 from baselines.base import Detector, Prediction, Train
 from baselines.training import Progress, TrainingSet
 from leaderboard.methods import METHODS, load_class
-from leaderboard.testing import ContractError, build, check_detector
+from leaderboard.testing import ContractError, build, check_detector, check_settings_of
 
 NAMES = [n for n, e in METHODS.items() if e.implemented]
+#: one registry entry per class: the contract is the class's (variants are presets, settings)
+CLASSES = list({METHODS[n].target: n for n in reversed(NAMES)}.values())[::-1]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CLASSES)
 def test_contract(name: str, tmp_path: Path) -> None:
     klass = load_class(name)
     check_detector(klass, params=dict(METHODS[name].preset), require_progress=True,
                    tmp_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - set(CLASSES)))
+def test_every_preset_is_valid_settings_of_its_class(name: str) -> None:
+    """A variant is its class with a preset: the preset's keys are settings of the class and
+    its values pass the class's own checks (the contract itself ran once for the class)."""
+    klass = load_class(name)
+    preset = dict(METHODS[name].preset)
+    settings = check_settings_of(klass, preset)
+    assert preset and all(settings[k] == v for k, v in preset.items())
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n].variant_of is None])
