@@ -32,3 +32,14 @@ def make_layout() -> Callable[..., Path]:
 def small_counts() -> dict[str, int]:
     """A fresh copy of :data:`SMALL_COUNTS` (usable directly as ``validate(..., expect=...)``)."""
     return dict(SMALL_COUNTS)
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``CADSD_CACHE`` in this test's temp folder: nothing read from or written to the user's
+    cache (datasets, the synthetic set). Files that need it for every test say
+    ``pytestmark = pytest.mark.usefixtures("private_cache")``."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CADSD_CACHE", str(cache))
+    return cache
+

@@ -26,11 +26,7 @@ from cadsd.format.images import mode_problem, to_rgb
 from cadsd.zoo.base import MASK_THRESHOLD, binary_mask, union_mask
 from leaderboard.running.data import _decode
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COLUMNS", "200")
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _png(pixels: np.ndarray) -> bytes:

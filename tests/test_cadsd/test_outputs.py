@@ -21,11 +21,7 @@ from cadsd.getting.download import download
 from cadsd.synth import generate
 from cadsd.zoo.download import download as zoo_download
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COLUMNS", "200")
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -88,10 +88,7 @@ def write_loco(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COLUMNS", "200")
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_mvtec_adapter_builds_the_harness_features(tmp_path: Path) -> None:

@@ -15,16 +15,7 @@ from leaderboard.methods import METHODS, resolve
 from leaderboard.records import read_record
 from leaderboard.running import choices, data
 
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COLUMNS", "200")  # rich tables: no wrapping inside the words we check
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.mark.parametrize("args,message,rc", [

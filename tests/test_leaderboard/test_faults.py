@@ -17,20 +17,10 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_bench
-from harness_fixtures import COUNTS, DUMMY, write_layout
+from harness_fixtures import DUMMY
 
 from leaderboard.records import read_record
 from leaderboard.running.lock import run_lock
-
-
-@pytest.fixture(autouse=True)
-def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "400")  # rich: no line breaks inside the paths we look for
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_layout(tmp_path / "data", counts=COUNTS, size=40, masks=True)
 
 
 def _run(capsys: pytest.CaptureFixture, root: Path, out: Path, *extra: str) -> tuple[int, str]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_bench
-from harness_fixtures import COUNTS, write_layout
 
 from leaderboard.records import load_records
 
@@ -29,11 +28,6 @@ BIN = Path(sys.executable).parent
 
 def _blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_layout(tmp_path / "data", counts=COUNTS, size=40, masks=True)
 
 
 @pytest.fixture

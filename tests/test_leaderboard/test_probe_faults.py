@@ -22,11 +22,6 @@ from safetensors.torch import load_file, save_file
 from leaderboard.records import RECORDS_DIR, read_record, scan_records
 
 
-@pytest.fixture(autouse=True)
-def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "400")  # rich: no line breaks inside the texts we look for
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_layout(tmp_path_factory.mktemp("data"), counts=COUNTS, size=40, masks=True)

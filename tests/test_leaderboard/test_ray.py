@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness_fixtures import COUNTS, DUMMY, DYING, write_layout
+from harness_fixtures import DUMMY, DYING
 
 from leaderboard.errors import BenchError
 from leaderboard.records import read_record
@@ -32,11 +32,6 @@ def cluster():
     assert path == [TESTS]
     with session(None, path):
         yield
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
 
 
 def _run(root: Path, out: Path, methods: str, executor: str, **kw: object):
