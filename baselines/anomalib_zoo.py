@@ -741,7 +741,10 @@ def detector_class(name: str) -> type[AnomalibDetector]:
         default = inspect.signature(klass.__init__).parameters[facts.backbone_arg].default
         default = str(default).split(".")[0]
         attrs["paper_backbone"] = default if default in TIMM_NAMES else "efficientnet_lite2"
-        attrs["fallback_backbone"] = (facts.backbones[0] if facts.backbones
+        # offline: the built-in methods' fallback where the model takes it (so `patchcore`
+        # and `anomalib:Patchcore` of one run share a backbone), else Lite2
+        attrs["fallback_backbone"] = (facts.backbones[0] if facts.backbones else
+                                      "mobilenet_v2" if facts.takes_module
                                       else "efficientnet_lite2")
     if facts.trained:
         attrs["budgets"] = {"paper": {}, "quick": dict(facts.quick),

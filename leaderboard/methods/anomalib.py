@@ -80,7 +80,8 @@ def list_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
         if facts.backbone_arg is None:
             status = "ready (no pretrained backbone)"
         elif facts.backbones is None:
-            status = "ready (offline: efficientnet_lite2)"
+            status = ("ready (offline: mobilenet_v2, efficientnet_lite2)" if facts.takes_module
+                      else "ready (offline: efficientnet_lite2)")
         elif cached:
             status = f"ready (--backbone {cached[0]}, its weights are cached)"
         else:
@@ -95,5 +96,5 @@ def list_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     note = (f"anomalib {version}'s models run under this harness's protocol: name them "
             f"(`--methods patchcore,anomalib:Patchcore`) or `{PREFIX}{GROUP}`; rows read "
             "`patchcore · anomalib VERSION`; `--param anomalib:Stfpm.KEY=VALUE` sets the "
-            "model's constructor arguments; `--backbone efficientnet_lite2` runs them offline.")
+            "model's constructor arguments; `--backbone efficientnet_lite2` (or mobilenet_v2 for Patchcore, Padim, Dfkde, Dfm) runs them offline.")
     return rows, [note]

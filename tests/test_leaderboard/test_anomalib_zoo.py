@@ -72,6 +72,9 @@ def test_layers_map_by_stride_and_weights_are_the_harness_s() -> None:
     assert mobile.module.model.layers == ["features.6", "features.13"]
     with pytest.raises(DetectorError, match="efficientnet_lite2"):
         zoo.Stfpm.check_backbone("mobilenet_v2")
+    # offline, `--backbone auto` gives anomalib's Patchcore the built-in PatchCore's fallback
+    assert zoo.Patchcore.fallback_backbone == "mobilenet_v2"
+    assert zoo.Stfpm.fallback_backbone == "efficientnet_lite2"
 
 
 def test_training_free_model_fits_and_gives_raw_scores_and_maps() -> None:
