@@ -47,7 +47,7 @@ import logging
 import types
 import typing
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Literal
@@ -67,6 +67,8 @@ INSTALL = "pip install 'cadsd-bench[anomalib]'"
 #: harness backbone -> the timm architecture anomalib builds for it
 TIMM_NAMES = {"efficientnet_lite2": "tf_efficientnet_lite2", "resnet18": "resnet18",
               "wide_resnet50_2": "wide_resnet50_2"}
+#: the ResNets anomalib's ResNet-only models name (their harness weights are torchvision's)
+RESNETS = ("resnet18", "wide_resnet50_2")
 #: harness backbones timm does not build: ``takes_module`` models get the module itself
 MODULES = ("mobilenet_v2",)
 #: the settings the bridge handles itself (the rest go to the anomalib constructor)
@@ -120,9 +122,8 @@ ZOO: dict[str, ZooModel] = {
     # 2.3 s per batch of 32 at 256 px with efficientnet_lite2 in resnet18's place
     "Fastflow": ZooModel(trained=True, epochs=500, quick={"max_steps": 130},
                          stands_in=("anomalib.models.image.fastflow.torch_model", "resnet18")),
-    "Cfa": ZooModel(trained=True, epochs=30, backbones=("resnet18", "wide_resnet50_2")),
-    "ReverseDistillation": ZooModel(trained=True, epochs=200,
-                                    backbones=("resnet18", "wide_resnet50_2")),
+    "Cfa": ZooModel(trained=True, epochs=30, backbones=RESNETS),
+    "ReverseDistillation": ZooModel(trained=True, epochs=200, backbones=RESNETS),
 }
 #: models the bridge does not run here, and why (shown by ``bench list``, said when named)
 REFUSED = {
@@ -477,15 +478,12 @@ class AnomalibDetector(Detector):
             arch = TIMM_NAMES[self.backbone]
             state = model.state_dict() if str(self.weights) != "none" else None
             kwargs[facts.backbone_arg] = arch
-            if facts.stands_in and arch not in ("resnet18", "wide_resnet50_2"):
+            if facts.stands_in and arch not in RESNETS:
                 kwargs[facts.backbone_arg] = facts.stands_in[1]
                 stand_in = in_place_of(*facts.stands_in, arch, self.built_notes)
             if "pre_trained" in inspect.signature(anomalib_class(self.anomalib_name)).parameters:
                 kwargs["pre_trained"] = state is not None
-            for key, value in default_layers(self.anomalib_name).items():
-                if kwargs.get(key) is None:
-                    mapped = map_layers([value] if isinstance(value, str) else list(value), arch)
-                    kwargs[key] = mapped[0] if isinstance(value, str) else mapped
+            self._fill_layers(kwargs, lambda names: map_layers(names, arch))
             if (self.anomalib_name == "Fre" and kwargs.get("input_dim") == 65536
                     and arch != "resnet50"):
                 # anomalib's default is resnet50's layer3 pooled by 2 at 256 px: the flattened
@@ -495,13 +493,22 @@ class AnomalibDetector(Detector):
                 kwargs["input_dim"] = channels(arch, [kwargs["layer"]]) * cells
                 self.built_notes["input_dim"] = kwargs["input_dim"]
             if (self.anomalib_name == "Padim" and kwargs.get("n_features") is None
-                    and arch not in ("resnet18", "wide_resnet50_2")):
+                    and arch not in RESNETS):
                 # anomalib has a default only for its two ResNets: keep every dim (as the
                 # built-in PaDiM does when a backbone has fewer than 550)
                 kwargs["n_features"] = channels(arch, kwargs["layers"])
                 self.built_notes["n_features"] = kwargs["n_features"]
         with _quiet(), harness_weights(arch or "", state), stand_in:
             return self._construct(kwargs, mean_std, side)
+
+    def _fill_layers(self, kwargs: dict[str, Any],
+                     mapping: Callable[[list[str]], list[str]]) -> None:
+        """``layers``/``layer`` left unset: anomalib's defaults (ResNet names) through
+        ``mapping`` to the given backbone's layers of the same strides."""
+        for key, value in default_layers(self.anomalib_name).items():
+            if kwargs.get(key) is None:
+                mapped = mapping([value] if isinstance(value, str) else list(value))
+                kwargs[key] = mapped[0] if isinstance(value, str) else mapped
 
     def _build_with_module(self, model: nn.Module, kwargs: dict[str, Any],
                            mean_std: tuple[list[float], list[float]], side: int) -> nn.Module:
@@ -514,11 +521,7 @@ class AnomalibDetector(Detector):
                    "layer4": spec.flow}
         kwargs[self.facts().backbone_arg] = model.eval()
         kwargs.pop("pre_trained", None)
-        for key, value in default_layers(self.anomalib_name).items():
-            if kwargs.get(key) is None:
-                names = [value] if isinstance(value, str) else list(value)
-                mapped = [by_name.get(n, n) for n in names]
-                kwargs[key] = mapped[0] if isinstance(value, str) else mapped
+        self._fill_layers(kwargs, lambda names: [by_name.get(n, n) for n in names])
         if self.anomalib_name == "Padim" and kwargs.get("n_features") is None:
             kwargs["n_features"] = _module_channels(model, kwargs["layers"])
             self.built_notes["n_features"] = kwargs["n_features"]

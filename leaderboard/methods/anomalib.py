@@ -93,8 +93,10 @@ def list_rows() -> tuple[list[tuple[str, str, str, str]], list[str]]:
     for name, why in zoo.REFUSED.items():
         rows.append((f"{PREFIX}{name}", f"refused: {why}", f"anomalib's {name}",
                      f"anomalib {version}"))
+    modules = ", ".join(n for n, f in zoo.ZOO.items() if f.takes_module)
     note = (f"anomalib {version}'s models run under this harness's protocol: name them "
             f"(`--methods patchcore,anomalib:Patchcore`) or `{PREFIX}{GROUP}`; rows read "
             "`patchcore · anomalib VERSION`; `--param anomalib:Stfpm.KEY=VALUE` sets the "
-            "model's constructor arguments; `--backbone efficientnet_lite2` (or mobilenet_v2 for Patchcore, Padim, Dfkde, Dfm) runs them offline.")
+            "model's constructor arguments; `--backbone efficientnet_lite2` (or mobilenet_v2 "
+            f"for {modules}) runs them offline.")
     return rows, [note]

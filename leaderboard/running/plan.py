@@ -57,10 +57,15 @@ class MethodPlan:
         out = {k: s.default for k, s in self.klass.settings().items() if k not in RUN_SETTINGS}
         return {**out, **self.params}
 
+    def settings_with_backbone(self) -> dict[str, Any]:
+        """:meth:`settings` and the run's backbone: what the class's classmethods (input,
+        training cost, cost notes) read before any detector is built."""
+        return {**self.settings(), "backbone": self.backbone}
+
     @property
     def input(self) -> InputSpec:
         """The method's input; its normalisation may name the run's backbone."""
-        return self.klass.input_for({**self.settings(), "backbone": self.backbone})
+        return self.klass.input_for(self.settings_with_backbone())
 
     def build(self, device: str, seed: int) -> Detector:
         """The cell's detector."""
@@ -212,7 +217,7 @@ def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int
         ) or "the official settings"
         if p.overrides:
             changes += "; then --param " + ", ".join(f"{k}={v!r}" for k, v in p.overrides.items())
-        flops = p.klass.training_flops({**p.settings(), "backbone": p.backbone}, n_train)
+        flops = p.klass.training_flops(p.settings_with_backbone(), n_train)
         cost = ""
         if flops:
             rate = rate or gemm_gflops()
@@ -229,8 +234,7 @@ def budget_lines(plans: list[MethodPlan], budget: str, device: str, n_train: int
 
 def cost_lines(plans: list[MethodPlan], n_train: int) -> list[str]:
     """The methods' own warnings about slow settings (:meth:`Detector.cost_note`)."""
-    notes = (p.klass.cost_note({**p.settings(), "backbone": p.backbone}, n_train)
-             for p in plans)
+    notes = (p.klass.cost_note(p.settings_with_backbone(), n_train) for p in plans)
     return [f"Note: {note}" for note in notes if note]
 
 
