@@ -155,7 +155,8 @@ class Latency:
 class Throughput:
     batch: int
     images_per_s: float
-    batch_consistency_max_abs: float  # |batched score - batch-1 score|, max over the test set
+    batch_consistency_max_abs: float  # |batched score - batch-1 score|, max over the timed images
+    images: int | None = None  # test images timed (None: records before it was said, the test set)
 
 
 @dataclass

@@ -54,6 +54,7 @@ class RunOptions:
     executor: str = "local"  # local | ray
     ray_address: str | None = None
     throughput_batch: int = 32
+    throughput_images: int = 128  # 0: the whole test set
     warmup: int = WARMUP
     resamples: int = 1000
     gallery_per_category: int = 2
@@ -66,6 +67,7 @@ class RunOptions:
     def cell_options(self) -> CellOptions:
         """What every cell of the run is computed with."""
         protocol = TimingProtocol(warmup=self.warmup, throughput_batch=self.throughput_batch,
+                                  throughput_images=self.throughput_images,
                                   gallery_per_category=self.gallery_per_category)
         return CellOptions(device=self.device, protocol=protocol, resamples=self.resamples,
                            save_models=self.save_models)

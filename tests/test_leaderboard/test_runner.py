@@ -12,7 +12,7 @@ from pathlib import Path
 import harness_methods
 import numpy as np
 import pytest
-from harness_fixtures import (
+from fixtures import (
     COUNTS,
     DUMMY,
     DUMMY_TRAINED,
@@ -65,6 +65,8 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
     assert t.fit_s > 0 and t.latency_ms.n == 12 and t.throughput.images_per_s > 0
     assert t.latency_ms.min <= t.latency_ms.median <= t.latency_ms.p95
     assert t.throughput.batch_consistency_max_abs < 1e-3
+    assert t.throughput.images == 12  # the test set is under the 128 images timed
+    assert "throughput = the first 128 test images at batch 32" in t.protocol
     assert rec.memory.peak_rss_mb >= rec.memory.rss_before_mb > 0
     assert 0 <= rec.memory.other_cpu_cores <= (os.cpu_count() or 1)
     assert rec.model.state_summary["mean_"] == [3, 28, 28]
@@ -72,6 +74,17 @@ def test_record_has_every_field(tiny: BenchData, tmp_path: Path) -> None:
     assert (tmp_path / rec.artifacts.maps).is_file()
     assert [s.file_name for s in rec.scores] == tiny.test.file_names
     assert rec.metrics.pixel_auroc.all is not None
+
+
+def test_throughput_times_the_first_images_only(tiny: BenchData, tmp_path: Path) -> None:
+    [rec] = _run(tiny, tmp_path, [DUMMY], throughput_images=5, throughput_batch=2)
+    t = rec.timing.throughput
+    assert (t.images, t.batch) == (5, 2) and t.images_per_s > 0
+    assert "throughput = the first 5 test images at batch 2" in rec.timing.protocol
+    assert len(rec.scores) == 12 and rec.timing.latency_ms.n == 12  # every image still scored
+    [whole] = _run(tiny, tmp_path / "all", [DUMMY], throughput_images=0)
+    assert whole.timing.throughput.images == 12
+    assert "throughput = the test set at batch 32" in whole.timing.protocol
 
 
 def test_metrics_recompute_from_the_record(tiny: BenchData, tmp_path: Path) -> None:
