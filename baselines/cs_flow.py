@@ -26,16 +26,24 @@ so its parts are named by what they state, not by their printed numbers):
 | sec. 3.3, loss | mean over images of (||z||^2 / 2 - log det J) / D | ``components.flow.flow_loss`` |
 | sec. 3.4, scoring | image score = mean z^2 / 2 over every position of all scales; map = finest scale's z^2 | ``components.flow.image_scores``, ``score_map`` |
 
+Precision: the official code trains in float32, and so does ``paper``. ``flow_precision='bf16'``
+runs the flow's convolutions in bfloat16 (autocast, in training and scoring; the weights, Adam,
+the soft clamp, the affine step, the log-det and the loss stay float32); ``'auto'`` does so only
+on a CPU with native bf16 (oneDNN's check: AVX512-BF16 or AMX), where a ``quick`` step takes
+0.69x the float32 time; what ran is in ``fit_notes``.
+
 Budgets: ``paper`` is the official configuration (~38 PFLOP of training on CAD-SD: days on a
 CPU, about 20-70 minutes on a GPU of 10-30 TFLOP/s); ``quick`` keeps every part and shrinks the
-input, the hidden width and the epochs so that it trains in about 5 minutes on a 2-core CPU.
+input, the hidden width and the epochs, and runs the flow's convolutions in bf16 where the CPU
+has it, so that it trains in about 3-5 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +63,16 @@ from baselines.preprocess import InputSpec
 from baselines.training import Progress, TrainingSet
 
 SCALES = 3
+FLOW_PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively: a CPU with AVX512-BF16 or AMX
+    (oneDNN's check). Elsewhere bf16 on a CPU is emulated and slower than fp32."""
+    if device.type != "cpu":
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())
 
 
 class CSFlow(FeatureDetector):
@@ -73,8 +91,10 @@ class CSFlow(FeatureDetector):
     fallback_backbone: ClassVar[str] = "efficientnet_lite2"
     budgets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
         "paper": {},
-        # 256 px (maps 8/4/2), hidden 256, 16 epochs: the loss has flattened (measured)
-        "quick": {"input_size": 256, "hidden": 256, "epochs": 16},
+        # 256 px (maps 8/4/2), hidden 256, 16 epochs: the loss has flattened (measured); the
+        # flow's convolutions in bf16 where the CPU has it natively (AVX512-BF16, AMX): a step
+        # 0.69x as long, the same loss curve and AUROC within the seed spread (3 seeds each)
+        "quick": {"input_size": 256, "hidden": 256, "epochs": 16, "flow_precision": "auto"},
         "smoke": {"input_size": 128, "hidden": 32, "epochs": 2},
     }
 
@@ -97,6 +117,7 @@ class CSFlow(FeatureDetector):
         batch_size: int = 16,
         epochs: int = 240,
         channels_last: bool = True,
+        flow_precision: Literal["fp32", "bf16", "auto"] = "fp32",
     ) -> None:
         super().__init__()
         self._store_run_settings(backbone, weights, device, seed)
@@ -112,8 +133,13 @@ class CSFlow(FeatureDetector):
         self.batch_size = batch_size
         self.epochs = epochs
         self.channels_last = channels_last  # the backbone's memory format: faster, same numbers
+        self.flow_precision = flow_precision
         self._check_settings()
         self._setup_backbone(get_spec(backbone).role_layers(self.backbone_role))
+        # the flow's convolutions in bfloat16 (autocast; weights, optimizer, clamp, log-det and
+        # loss stay float32); auto: where the CPU has native bf16, else fp32
+        self.flow_bf16 = flow_precision == "bf16" or (
+            flow_precision == "auto" and native_bf16(self.device))
         self.channels = int(get_spec(backbone).flow_channels or 0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the flow's initial weights depend on the seed only
@@ -136,6 +162,9 @@ class CSFlow(FeatureDetector):
             raise DetectorError("lr and grad_clip must be > 0 and clamp >= 0")
         if params["adam_eps"] <= 0 or params["weight_decay"] < 0:
             raise DetectorError("adam_eps must be > 0 and weight_decay >= 0")
+        if params["flow_precision"] not in FLOW_PRECISIONS:
+            raise DetectorError(f"flow_precision must be one of {FLOW_PRECISIONS}, "
+                                f"got {params['flow_precision']!r}")
 
     @classmethod
     def input_for(cls, params: Mapping[str, Any]) -> InputSpec:
@@ -170,6 +199,12 @@ class CSFlow(FeatureDetector):
         with torch.no_grad():
             return [self.features(x)[0].contiguous() for x in self.scales(images)]
 
+    @contextlib.contextmanager
+    def flow_autocast(self) -> Iterator[None]:
+        """The flow's convolutions in bfloat16 when ``flow_bf16`` (training and scoring alike)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.flow_bf16):
+            yield
+
     # -- the contract ---------------------------------------------------------------------
     def fit(self, train: Train, progress: Progress | None = None) -> CSFlow:
         """Extract the three-scale features of every training image once, then train the flow
@@ -193,6 +228,7 @@ class CSFlow(FeatureDetector):
         optimizer = self._optimizer()
         gen = torch.Generator().manual_seed(self.seed)
         self.training_log = []
+        self.fit_notes["flow_precision"] = "bf16" if self.flow_bf16 else "fp32"
         progress.stage("train", self.epochs * steps)
         self.flow.train()
         with self.timed("train"):
@@ -225,7 +261,8 @@ class CSFlow(FeatureDetector):
     def train_step(self, maps: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
         """One official step: loss, backward, clip the gradient norm, Adam; returns the loss."""
         optimizer.zero_grad(set_to_none=True)
-        z, log_det = self.flow(maps)
+        with self.flow_autocast():
+            z, log_det = self.flow(maps)
         loss = flow_loss(z, log_det)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.grad_clip)
@@ -250,7 +287,7 @@ class CSFlow(FeatureDetector):
         images = self.check_images(images, size=size)
         with self.timed("backbone"):
             maps = self.multiscale_features(images)
-        with self.timed("flow"):
+        with self.timed("flow"), self.flow_autocast():
             z, _ = self.flow(maps)
             scores = image_scores(z)
         with self.timed("map"):

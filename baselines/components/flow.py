@@ -63,6 +63,12 @@ class CrossConvolutions(nn.Module):
         return [o * g for o, g in zip(out, self.gamma)]
 
 
+def _as(maps: Maps, like: torch.Tensor) -> Maps:
+    """A subnet's outputs in the dtype of the coupling's input (a no-op unless bf16 autocast
+    ran its convolutions): the clamp, exp, affine step and log-det keep the input's precision."""
+    return [m.to(like.dtype) for m in maps]
+
+
 class ParallelCoupling(nn.Module):
     """One parallel affine coupling over the three scales (official ``parallel_glow_coupling_layer``)."""
 
@@ -77,11 +83,11 @@ class ParallelCoupling(nn.Module):
         """``(ys, log_det)`` with ``log_det`` of shape ``(B,)``: summed over the scales."""
         x1 = [x[:, : self.len1] for x in xs]
         x2 = [x[:, self.len1 :] for x in xs]
-        r2 = self.s2(*x2)
+        r2 = _as(self.s2(*x2), xs[0])
         s_a = [r[:, : self.len1] for r in r2]
         y1 = [torch.exp(log_e(s, self.clamp)) * x + r[:, self.len1 :]
               for s, x, r in zip(s_a, x1, r2)]
-        r1 = self.s1(*y1)
+        r1 = _as(self.s1(*y1), xs[0])
         s_b = [r[:, : self.len2] for r in r1]
         y2 = [torch.exp(log_e(s, self.clamp)) * x + r[:, self.len2 :]
               for s, x, r in zip(s_b, x2, r1)]
@@ -94,10 +100,10 @@ class ParallelCoupling(nn.Module):
         """The exact inverse of :meth:`forward` (ignoring its +-1e6 output clamp)."""
         y1 = [y[:, : self.len1] for y in ys]
         y2 = [y[:, self.len1 :] for y in ys]
-        r1 = self.s1(*y1)
+        r1 = _as(self.s1(*y1), ys[0])
         x2 = [(y - r[:, self.len2 :]) * torch.exp(-log_e(r[:, : self.len2], self.clamp))
               for y, r in zip(y2, r1)]
-        r2 = self.s2(*x2)
+        r2 = _as(self.s2(*x2), ys[0])
         x1 = [(y - r[:, self.len1 :]) * torch.exp(-log_e(r[:, : self.len1], self.clamp))
               for y, r in zip(y1, r2)]
         return [torch.cat((a, b), 1) for a, b in zip(x1, x2)]

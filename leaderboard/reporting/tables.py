@@ -336,9 +336,10 @@ def seed_spread_lines(records: Sequence[Record]) -> list[str]:
             out.append(
                 f"- **{method}** is one seed trained at the `{'/'.join(sorted(budgets))}` "
                 "budget: one draw, not a result. At CPU budgets a trained method's AUROC moves "
-                "by several points between seeds and machines (measured: the same CS-Flow "
-                "seed and code gave 0.639 on one machine and 0.692 on another); `--seeds 0-2` "
-                "shows the spread as mean ± std.")
+                "by several points between seeds and machines (measured on the synthetic set: "
+                "CS-Flow's seeds 0-2 at `quick` gave 0.633 to 0.732 on one machine, and one "
+                "seed gave 0.639 on one machine and 0.692 on another); `--seeds 0-2` shows the "
+                "spread as mean ± std.")
     return out
 
 

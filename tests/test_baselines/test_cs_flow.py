@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from factories import smooth_images
+from fixtures import smooth_images
 from torch import nn
 
 from baselines.components.flow import (
@@ -23,7 +23,7 @@ from baselines.components.flow import (
     official_permutations,
     score_map,
 )
-from baselines.cs_flow import CSFlow
+from baselines.cs_flow import CSFlow, native_bf16
 from baselines.errors import DetectorError
 from baselines.training import TrainingSet
 
@@ -230,9 +230,44 @@ def test_features_are_extracted_once_per_image() -> None:
     assert sorted(seen) == [32] * 2 + [64] * 2 + [128] * 2  # 2 batches x 3 scales, not x epochs
 
 
+def test_bf16_runs_the_subnet_convolutions_only_in_bf16() -> None:
+    """Under bf16 autocast the convolutions run in bfloat16, but what the coupling computes
+    from them (clamp, exp, affine step, log-det) stays float32 and near the fp32 values."""
+    flow = CrossScaleFlow(C, blocks=4, kernels=(3, 3, 3, 5), hidden=8, clamp=3.0)
+    _randomise(flow, scale=0.1)
+    dtypes = []
+    flow.couplings[0].s2.conv_in[0].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    x = _maps()
+    z32, ld32 = flow(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z16, ld16 = flow(x)
+    assert dtypes == [torch.float32, torch.bfloat16]
+    assert all(z.dtype == torch.float32 for z in z16) and ld16.dtype == torch.float32
+    for a, b in zip(z16, z32):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(ld16, ld32, rtol=0.05, atol=0.05)
+
+
+def test_flow_precision_bf16_trains_scores_and_says_so() -> None:
+    train = TrainingSet(_images(8, 0), batch_size=4, seed=0)
+    test = _images(3, 1)
+    fp32 = _model(epochs=2).fit(train)
+    bf16 = _model(epochs=2, flow_precision="bf16").fit(train)
+    assert (fp32.fit_notes["flow_precision"], bf16.fit_notes["flow_precision"]) == ("fp32", "bf16")
+    assert [e["loss"] for e in bf16.training_log] == pytest.approx(
+        [e["loss"] for e in fp32.training_log], rel=0.05)
+    a, b = fp32.predict(test).scores, bf16.predict(test).scores
+    assert b.dtype == torch.float32 and torch.isfinite(b).all()
+    torch.testing.assert_close(b, a, rtol=0.05, atol=1e-3)
+    auto = _model(epochs=1, flow_precision="auto")
+    assert auto.flow_bf16 == native_bf16(torch.device("cpu"))
+    assert CSFlow.budgets["quick"]["flow_precision"] == "auto"
+    assert "flow_precision" not in CSFlow.budgets["paper"]  # the official fp32
+
+
 def test_settings_are_checked() -> None:
     for bad in ({"input_size": 200}, {"kernel_sizes": (3, 3, 3)}, {"kernel_sizes": (3, 3, 3, 4)},
-                {"epochs": 0}):
+                {"epochs": 0}, {"flow_precision": "fp16"}):
         with pytest.raises(DetectorError):
             CSFlow.validate({**{k: s.default for k, s in CSFlow.settings().items()}, **bad})
 

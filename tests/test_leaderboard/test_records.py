@@ -56,9 +56,9 @@ def test_version_1_records_render_the_leaderboard_their_code_rendered() -> None:
     expected = expected.replace(search, search + "".join(
         f"\n- **{m}** is one seed trained at the `quick` budget: one draw, not a result. At CPU "
         "budgets a trained method's AUROC moves by several points between seeds and machines "
-        "(measured: the same CS-Flow seed and code gave 0.639 on one machine and 0.692 on "
-        "another); `--seeds 0-2` shows the spread as mean ± std." for m in ("patchsvdd",
-                                                                          "cs_flow")), 1)
+        "(measured on the synthetic set: CS-Flow's seeds 0-2 at `quick` gave 0.633 to 0.732 "
+        "on one machine, and one seed gave 0.639 on one machine and 0.692 on another); "
+        "`--seeds 0-2` shows the spread as mean ± std." for m in ("patchsvdd", "cs_flow")), 1)
     # stop 28: a leaderboard travels, so a local folder shows its last component only
     expected = expected.replace("from `/cache/synthetic/seed0-paper-256`",
                                 "from `…/seed0-paper-256`", 1)
