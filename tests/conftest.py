@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny CAD-SD folders in the official layout (:mod:`factories`), written in
+"""Shared fixtures: tiny CAD-SD folders in the official layout (:mod:`fixtures`), written in
 milliseconds."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import SMALL_COUNTS, write_layout
+from fixtures import SMALL_COUNTS, write_layout
 
 # Under pytest-xdist (`-n auto`, see pyproject.toml), the cores are shared out between the
 # workers, so two workers' torch threads never fight over one core.

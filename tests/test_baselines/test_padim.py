@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from factories import smooth_images
+from fixtures import smooth_images
 from scipy.ndimage import gaussian_filter
 
 from baselines.components.gaussian import BlockTriangle, GaussianAccumulator, mahalanobis

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import smooth_images
+from fixtures import smooth_images
 
 from baselines.components.aggregate import to_patches
 from baselines.components.backbones import build_model

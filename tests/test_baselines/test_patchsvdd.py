@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from factories import smooth_images
+from fixtures import smooth_images
 
 from baselines.components.ann import BankSearch
 from baselines.components.svdd import (

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_bench, run_cli
-from factories import write_image, write_layout
-from harness_fixtures import DUMMY
+from fixtures import DUMMY, write_image, write_layout
 from PIL import Image
 from test_zoo import write_btad, write_loco, write_mvtec
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 from cli_helpers import expect_args, run_cli
-from factories import noise_pixels, square_mask, write_image
+from fixtures import noise_pixels, square_mask, write_image
 from PIL import Image
 
 import cadsd

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
-from factories import noise_pixels, square_mask, write_image
+from fixtures import noise_pixels, square_mask, write_image
 
 from cadsd import zoo
 from cadsd.checking.validate import validate
@@ -260,7 +260,7 @@ def test_zoo_indexers_and_copy_refuse_links_out(tmp_path):
 
 def test_bench_names_a_link_out_and_reads_nothing(make_layout, tmp_path, capsys):
     from cli_helpers import run_bench
-    from harness_fixtures import DUMMY
+    from fixtures import DUMMY
 
     data = make_layout(tmp_path / "cache", name="CAD-SD")  # the cached real CAD-SD
     os.symlink(_outside(tmp_path) / "secret.jpg", data / "train" / "0_good" / "good_999.jpg")

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_bench, run_cli
-from factories import noise_pixels, square_mask, write_image
-from harness_fixtures import DUMMY
+from fixtures import DUMMY, noise_pixels, square_mask, write_image
 
 from cadsd import zoo
 from cadsd.errors import LayoutError

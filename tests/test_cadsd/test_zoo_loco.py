@@ -114,7 +114,7 @@ def test_a_mask_the_config_does_not_describe_names_the_mask(tmp_path: Path, valu
     if value is None:  # two defects' values in one file
         pixels = np.zeros((SIZE, SIZE), np.uint8)
         pixels[:4, :4], pixels[10:14, 10:14] = 255, 254
-        from factories import write_image
+        from fixtures import write_image
 
         write_image(mask, pixels)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness_fixtures import COUNTS, write_layout
+from fixtures import COUNTS, write_layout
 
 
 @pytest.fixture

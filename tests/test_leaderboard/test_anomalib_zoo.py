@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_bench
-from harness_fixtures import COUNTS, write_layout
+from fixtures import COUNTS, write_layout
 
 pytest.importorskip("anomalib")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_bench
-from harness_fixtures import DUMMY
+from fixtures import DUMMY
 
 from leaderboard.records import read_record
 from leaderboard.running.lock import run_lock

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from harness_fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layout
+from fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layout
 from hub_server import HubServer
 
 from leaderboard.hub.push import MANIFEST, build, model_repo_id, push_run

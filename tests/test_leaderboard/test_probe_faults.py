@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_bench
-from harness_fixtures import COUNTS, DUMMY, write_layout
+from fixtures import COUNTS, DUMMY, write_layout
 from safetensors.torch import load_file, save_file
 
 from leaderboard.records import RECORDS_DIR, read_record, scan_records

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness_fixtures import DUMMY
+from fixtures import DUMMY
 from test_cadsd.test_zoo import write_loco
 
 from leaderboard.records import RECORDS_DIR, scan_records

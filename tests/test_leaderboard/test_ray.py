@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness_fixtures import DUMMY, DYING
+from fixtures import DUMMY, DYING
 
 from leaderboard.errors import BenchError
 from leaderboard.records import read_record

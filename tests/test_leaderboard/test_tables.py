@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from harness_fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layout
+from fixtures import COUNTS, DUMMY, EXPLODING, load, options, write_layout
 from sklearn.metrics import roc_auc_score
 
 from leaderboard.records import Record

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import smooth_images
+from fixtures import smooth_images
 
 from baselines.components.aggregate import to_patches
 from baselines.components.backbones import REGISTRY
@@ -387,20 +387,20 @@ def test_a_model_saved_before_global_score_loads_as_max(
     assert torch.equal(again.predict(test_images).scores, gaussian.predict(test_images).scores)
 
 
-@pytest.mark.slow
-def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from cli_helpers import run_bench
-    from harness_fixtures import COUNTS, write_layout
+def test_dual_suite_plans_its_variants_and_labels_its_study_table() -> None:
+    """`--suite dual` runs the default, each study variant and the two references; the study
+    table names each from its settings (fabricated scores: only the labels are checked)."""
+    from fixtures import planned_records
 
-    monkeypatch.setenv("CADSD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COLUMNS", "200")
-    root = write_layout(tmp_path, counts=COUNTS, size=40, masks=True)
-    out = tmp_path / "dual"
-    code, text = run_bench(capsys, "run", "--suite", "dual", "--dataset", str(root),
-                           "--backbone", "mobilenet_v2", "--out", str(out))
-    assert code == 0, text
-    md = (out / "leaderboard.md").read_text()
+    from leaderboard.methods import suite
+    from leaderboard.reporting.report import render_markdown
+
+    names = suite("dual")
+    variants = ["sa_patchcore_dual-local", "sa_patchcore_dual-global",
+                "sa_patchcore_dual-uncalibrated", "sa_patchcore_dual-zscore",
+                "sa_patchcore_dual-maxglobal"]
+    assert names[0] == "sa_patchcore_dual" and sorted(names[1:]) == sorted(variants)
+    md = render_markdown(planned_records([*names, "patchcore", "sa_patchcore"]))
     assert "## Study: sa_patchcore_dual, this project's method (not from a paper)" in md
     for label, name in (("local branch alone", "sa_patchcore_dual-local"),
                         ("global branch alone", "sa_patchcore_dual-global"),
@@ -412,6 +412,7 @@ def test_dual_suite_writes_its_study_table(capsys: pytest.CaptureFixture, tmp_pa
                          "sa_patchcore_dual-maxglobal")):
         assert any(label in line and f"`{name}`" in line for line in md.splitlines()), name
     assert "minus the better branch alone" in md
+    assert "minus the better of PatchCore and SA-PatchCore" in md
     assert "| sa_patchcore_dual (this project's method, not from a paper) |" in md
 
 
