@@ -60,10 +60,6 @@ class RunOptions:
     gallery_per_category: int = 2
 
     @property
-    def methods(self) -> list[str]:
-        return [p.name for p in self.plans]
-
-    @property
     def cell_options(self) -> CellOptions:
         """What every cell of the run is computed with."""
         protocol = TimingProtocol(warmup=self.warmup, throughput_batch=self.throughput_batch,

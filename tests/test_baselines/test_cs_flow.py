@@ -24,7 +24,7 @@ from baselines.components.flow import (
     score_map,
 )
 from baselines.cs_flow import CSFlow, native_bf16
-from baselines.errors import DetectorError
+from baselines.errors import DetectorError, InputError
 from baselines.training import TrainingSet
 
 C, SIZES = 6, (4, 2, 1)  # channels; three scales
@@ -265,9 +265,24 @@ def test_flow_precision_bf16_trains_scores_and_says_so() -> None:
     assert "flow_precision" not in CSFlow.budgets["paper"]  # the official fp32
 
 
+def test_training_verdict_flags_a_loss_still_falling() -> None:
+    model = _model()
+    model.training_log = [{"epoch": e + 1, "loss": v} for e, v in enumerate([9.0, 5.0, 3.0])]
+    verdict = model.training_verdict()  # the last epoch took 2 of the whole drop of 6: 33%
+    assert verdict is not None and "5.000 -> 3.000" in verdict and "33%" in verdict
+    model.training_log[-1]["loss"] = 4.9  # flattened: 0.1 of 4.1
+    assert model.training_verdict() is None
+    model.training_log = model.training_log[:2]  # too short to tell
+    assert model.training_verdict() is None
+    with pytest.raises(InputError, match="got no images"):
+        _model().fit(TrainingSet(torch.zeros(0, 3, 128, 128)))
+    assert not native_bf16(torch.device("meta"))  # only a CPU's oneDNN runs it natively
+
+
 def test_settings_are_checked() -> None:
     for bad in ({"input_size": 200}, {"kernel_sizes": (3, 3, 3)}, {"kernel_sizes": (3, 3, 3, 4)},
-                {"epochs": 0}, {"flow_precision": "fp16"}):
+                {"epochs": 0}, {"flow_precision": "fp16"}, {"lr": 0}, {"clamp": -1},
+                {"adam_eps": 0}, {"weight_decay": -1e-5}):
         with pytest.raises(DetectorError):
             CSFlow.validate({**{k: s.default for k, s in CSFlow.settings().items()}, **bad})
 

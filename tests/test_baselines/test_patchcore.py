@@ -122,3 +122,7 @@ def test_user_errors(fitted: PatchCore, test_images: torch.Tensor, tmp_path: Pat
         PatchCore.load(path)
     with pytest.raises(DetectorError, match="coreset_ratio"):
         PatchCore(backbone=BACKBONE, coreset_ratio=0)
+    for bad, named in (({"precision": "fp16"}, "precision"), ({"coreset_start": -1}, "coreset_start"),
+                       ({"num_neighbors": 0}, "num_neighbors"), ({"projection_dim": 0}, "projection_dim")):
+        with pytest.raises(DetectorError, match=named):
+            PatchCore(backbone=BACKBONE, **bad)

@@ -169,6 +169,8 @@ def test_a_huge_error_message_is_cut_to_a_line(capsys, monkeypatch):
     err.filename = huge
     text = short_message(f"cannot write the dataset: {err}")
     assert len(text) < 600 and "File name too long" in text
+    many = short_message(" ".join(f"word{i}" for i in range(400)))  # short words, long message
+    assert len(many) <= 500 + 3 + 250 and many.startswith("word0 ") and many.endswith("word399")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise CadsdError(f"cannot copy {huge}/file.jpg: {err}; pick another --dest")

@@ -109,6 +109,35 @@ def test_unknown_folders_and_stray_files(root, small_counts, capsys) -> None:
     assert code == 1 and "unknown folder" in text and "notes.txt" in text
 
 
+def test_hidden_nested_and_misplaced_entries(make_layout, tmp_path, small_counts) -> None:
+    """Hidden entries are ignored with one warning; a stray file in a split, a folder inside a
+    category, a non-mask file or foreign folder in ground_truth/, PNG data under a .jpg name
+    and a mask that does not decode are each named."""
+    root = make_layout(tmp_path, masks=True)
+    (root / ".DS_Store").write_bytes(b"x")
+    (root / "train" / "0_good" / ".thumbs").write_bytes(b"x")
+    (root / "train" / "list.txt").write_text("a")
+    (root / "test" / "0_good" / "more").mkdir()
+    gt = root / "ground_truth"
+    (gt / "1_scratch" / "notes.txt").write_text("a")
+    (gt / "extra").mkdir()
+    image = root / "test" / "2_paint" / "paint_000.jpg"
+    shutil.copy(gt / "1_scratch" / "scratch_000_mask.png", image)  # PNG bytes, .jpg name
+    mask = gt / "3_over-coupling" / "over_coupling_000_mask.png"
+    mask.write_bytes(mask.read_bytes()[:60])
+    report = validate(root, small_counts)
+    assert {(p.kind, p.path) for p in report.problems} >= {
+        ("stray_file", "train/list.txt"),
+        ("unknown_folder", "test/0_good/more"),
+        ("stray_file", "ground_truth/1_scratch/notes.txt"),
+        ("unknown_folder", "ground_truth/extra"),
+        ("decode_error", "ground_truth/3_over-coupling/over_coupling_000_mask.png"),
+    }
+    warnings = {(w.kind, w.path): w.message for w in report.warnings}
+    assert warnings[("hidden_file", ".DS_Store")] == "2 hidden entries ignored (as loaders do)"
+    assert warnings[("suffix", "test/2_paint/paint_000.jpg")] == "PNG data under a .jpg name"
+
+
 def test_duplicate_across_train_and_test_is_leakage(root, small_counts, capsys) -> None:
     src = root / "train" / "0_good" / "good_002.jpg"
     shutil.copy(src, root / "test" / "4_lacking" / "copy.jpg")

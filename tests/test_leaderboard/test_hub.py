@@ -251,6 +251,17 @@ def test_push_pull_repush_and_merge_through_a_local_hub(runs, tmp_path):
         assert "hf:lab-b/run/records/cadsd__dummy__seed0.json" in said and "edited" in said
         assert "hf:lab-b/run/records/cadsd__dummy__seed9.json" in said and "upgrade" in said
         assert "Records left out" in (tmp_path / "bad" / "leaderboard.md").read_text()
+
+        # A repo that is not there, one that is not a pushed run, and a missing model: named.
+        gone = _bench(env, "leaderboard", "hf:lab-x/none", "--out", str(tmp_path / "g"))
+        assert gone.returncode == 1 and "cannot read hf:lab-x/none" in " ".join(gone.stderr.split())
+        hub.create("dataset", "lab-c/notes", private=False)
+        hub.put("dataset", "lab-c/notes", {"NOTES.md": b"no records here\n"})
+        notes = _bench(env, "leaderboard", "hf:lab-c/notes", "--out", str(tmp_path / "n"))
+        assert notes.returncode == 1 and "holds no records/ folder" in notes.stderr
+        nomodel = _bench(env, "predict", "--model", "hf:lab-x/no-model", str(image))
+        assert nomodel.returncode == 1
+        assert "cannot download hf:lab-x/no-model" in " ".join(nomodel.stderr.split())
         assert hub.unknown == [] and hub.errors == []
 
 
@@ -265,6 +276,9 @@ def test_leaderboard_command_mistakes_exit_2(runs, tmp_path, capsys):
     code, text = run_bench(capsys, "leaderboard", str(runs["a"]), str(runs["a"]), "--out",
                            str(tmp_path / "x"))
     assert code == 2 and "twice" in text
+    code, text = run_bench(capsys, "leaderboard", str(tmp_path / "nowhere"), "--out",
+                           str(tmp_path / "y"))
+    assert code == 1 and "run folder not found" in text
 
 
 def test_sections_put_the_real_cadsd_first_and_say_what_each_data_is(runs):

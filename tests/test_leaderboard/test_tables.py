@@ -201,3 +201,18 @@ def test_anomalib_s_model_beside_ours_says_whether_it_is_like_with_like() -> Non
     assert "**not like with like**" in line and "coreset_ratio 0.01 vs 0.1" in line
     assert "--param anomalib:Patchcore.coreset_sampling_ratio=0.01" in line
     assert f"--param anomalib:Patchcore.resample={ours.input.resample}" in line
+    theirs.backbone = dataclasses.replace(theirs.backbone, name="efficientnet_lite2")
+    theirs.method.params["layers"] = ["blocks.2", "blocks.3"]
+    md = render_markdown([ours, theirs])
+    line = next(x for x in md.splitlines() if x.startswith("- patchcore vs patchcore · anomalib"))
+    assert f"--backbone {ours.backbone.name}" in line
+    assert "anomalib's layers set to ['blocks.2', 'blocks.3']" in line
+
+
+def test_a_group_missing_a_type_says_what_its_average_is_over() -> None:
+    from leaderboard.reporting.tables import missing_type_notes
+
+    note, blank = missing_type_notes(["good", "scratch", "over_coupling", "lacking"])
+    assert note == ("- The test set has no Paint image: *Average (local)* and the local pooled "
+                    "row are over Scratch alone.") and blank == ""
+    assert missing_type_notes(["good", "crack", "hole"]) == []  # another layout's own types

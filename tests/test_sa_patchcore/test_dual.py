@@ -353,6 +353,9 @@ def test_settings_are_checked(train: torch.Tensor) -> None:
         DualPatchCore(backbone=BACKBONE, folds=2).fit(train[:3])
     assert DualPatchCore(backbone=BACKBONE, global_score="max", folds=2).fit(train[:3]).is_fitted
     three = DualPatchCore(backbone=BACKBONE).fit(train[:3])  # auto: leave-one-out
+    defaults = {k: v.default for k, v in DualPatchCore.settings().items()}
+    for no_folds in ({"calibrate": False}, {"branches": "local"}):  # nothing to calibrate
+        DualPatchCore.check_data({**defaults, **no_folds}, 1)
     assert three.fit_notes["calibration"]["folds"] == 3
     single = DualPatchCore(backbone=BACKBONE, branches="local", folds=5).fit(train[:3])
     assert torch.equal(single.calibration_, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
