@@ -313,6 +313,7 @@ def notes(records: Sequence[Record], real: bool, plots: Sequence[str]) -> list[s
     ]
     lines += provenance_lines(records)
     lines += search_lines(records)
+    lines += precision_lines(records)
     lines += seed_spread_lines(records)
     if real:
         lines.append("- The paper reports one SA-PatchCore; `sa_patchcore` (its code, per-channel "
@@ -341,6 +342,21 @@ def seed_spread_lines(records: Sequence[Record]) -> list[str]:
                 "seed gave 0.639 on one machine and 0.692 on another); `--seeds 0-2` shows the "
                 "spread as mean ± std.")
     return out
+
+
+def precision_lines(records: Sequence[Record]) -> list[str]:
+    """Where a method ran part of its network below float32 (``fit_notes``: ``flow_precision``
+    and the like), what ran and the setting that chose it (``auto`` resolves per machine)."""
+    found: dict[str, set[str]] = {}
+    for method, recs in by_method([r for r in records if r.ok and r.model]).items():
+        for r in recs:
+            for key, value in r.model.fit_notes.items():
+                if key.endswith("precision") and value != "fp32":
+                    setting = r.method.params.get(key)
+                    chose = f" (setting {setting})" if setting not in (None, value) else ""
+                    found.setdefault(method, set()).add(f"{key} {value}{chose}")
+    return [f"- **{m}** ran below float32: {'; '.join(sorted(t))}; see its records' fit_notes."
+            for m, t in found.items()]
 
 
 def search_lines(records: Sequence[Record]) -> list[str]:

@@ -216,3 +216,15 @@ def test_a_group_missing_a_type_says_what_its_average_is_over() -> None:
     assert note == ("- The test set has no Paint image: *Average (local)* and the local pooled "
                     "row are over Scratch alone.") and blank == ""
     assert missing_type_notes(["good", "crack", "hole"]) == []  # another layout's own types
+
+
+def test_a_method_run_below_float32_is_said_in_the_notes() -> None:
+    from fixtures import planned_records
+
+    bf16, fp32 = planned_records(["cs_flow", "patchcore"])
+    bf16.model = dataclasses.replace(bf16.model, fit_notes={"flow_precision": "bf16"})
+    fp32.model = dataclasses.replace(fp32.model, fit_notes={"flow_precision": "fp32"})
+    md = render_markdown([bf16, fp32])
+    said = [line for line in md.splitlines() if "below float32" in line]
+    assert said == [("- **cs_flow** ran below float32: flow_precision bf16 (setting auto); see "
+                     "its records' fit_notes.")]
