@@ -57,6 +57,7 @@ from baselines.components.flow import (
     map_sizes,
     score_map,
 )
+from baselines.device import native_bf16
 from baselines.errors import DetectorError, InputError
 from baselines.feature_detector import FeatureDetector
 from baselines.preprocess import InputSpec
@@ -64,15 +65,6 @@ from baselines.training import Progress, TrainingSet
 
 SCALES = 3
 FLOW_PRECISIONS = ("fp32", "bf16", "auto")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions natively: a CPU with AVX512-BF16 or AMX
-    (oneDNN's check). Elsewhere bf16 on a CPU is emulated and slower than fp32."""
-    if device.type != "cpu":
-        return False
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
 
 
 class CSFlow(FeatureDetector):
@@ -136,10 +128,6 @@ class CSFlow(FeatureDetector):
         self.flow_precision = flow_precision
         self._check_settings()
         self._setup_backbone(get_spec(backbone).role_layers(self.backbone_role))
-        # the flow's convolutions in bfloat16 (autocast; weights, optimizer, clamp, log-det and
-        # loss stay float32); auto: where the CPU has native bf16, else fp32
-        self.flow_bf16 = flow_precision == "bf16" or (
-            flow_precision == "auto" and native_bf16(self.device))
         self.channels = int(get_spec(backbone).flow_channels or 0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the flow's initial weights depend on the seed only
@@ -198,6 +186,14 @@ class CSFlow(FeatureDetector):
         """``[(B, C, h_s, w_s)]`` for the three scales, finest first (frozen backbone)."""
         with torch.no_grad():
             return [self.features(x)[0].contiguous() for x in self.scales(images)]
+
+    @property
+    def flow_bf16(self) -> bool:
+        """Whether the flow's convolutions run in bfloat16 (autocast; weights, optimizer, clamp,
+        log-det and loss stay float32): ``bf16``, or ``auto`` on a device with native bf16
+        (read from the current device, so it follows ``.to()``)."""
+        return self.flow_precision == "bf16" or (
+            self.flow_precision == "auto" and native_bf16(self.device))
 
     @contextlib.contextmanager
     def flow_autocast(self) -> Iterator[None]:

@@ -1,7 +1,10 @@
 """The one place a device name becomes a ``torch.device``: ``bench run --device`` and every
-detector's ``device`` setting go through :func:`resolve_device`."""
+detector's ``device`` setting go through :func:`resolve_device`; and what a device runs
+natively (:func:`native_bf16`)."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -29,3 +32,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {str(device)!r}: no CUDA device is available here; use cpu")
     return dev
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively: a CPU with AVX512-BF16 or AMX
+    (oneDNN's check, asked once per process). Elsewhere bf16 on a CPU is emulated and slower
+    than fp32; CUDA answers False (the ``auto`` precision settings keep fp32 there)."""
+    return device.type == "cpu" and _cpu_bf16()
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())

@@ -23,7 +23,8 @@ from baselines.components.flow import (
     official_permutations,
     score_map,
 )
-from baselines.cs_flow import CSFlow, native_bf16
+from baselines.cs_flow import CSFlow
+from baselines.device import native_bf16
 from baselines.errors import DetectorError, InputError
 from baselines.training import TrainingSet
 
